@@ -1,0 +1,250 @@
+"""Frozen configuration dataclasses and the cited preset table.
+
+Every default of the official code that sg3keras reproduces lives here, once. Sources:
+
+* NVlabs/stylegan3 @ c233a91, ``train.py`` (the ``--cfg`` presets, lines ~164-281), described in
+  ``shared/REFERENCE.md`` §1.9 and §4.1;
+* ``docs/configs.md`` of the same repository for the recommended R1 gamma per resolution.
+
+Use :func:`resolve_preset` (or ``Generator.from_preset``) to build a config; override single
+fields with keyword arguments (resolved with :func:`dataclasses.replace`).
+
+Notes on the ``-r`` preset, which ``train.py`` hides in code: it doubles *both* ``channel_base``
+and ``channel_max`` of the generator (the discriminator keeps the undoubled values), uses 1x1
+convolutions and radial (jinc) down-filters in the non-critical layers, and blurs the images fed
+to D with ``blur_init_sigma = 10`` fading out linearly over ``200 kimg * batch / 32``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+__all__ = [
+    "GeneratorConfig",
+    "DiscriminatorConfig",
+    "LossConfig",
+    "TrainConfig",
+    "Preset",
+    "PRESETS",
+    "resolve_preset",
+    "recommended_gamma",
+    "magnitude_ema_beta_for_batch",
+]
+
+
+def magnitude_ema_beta_for_batch(batch: int) -> float:
+    """train.py: ``magnitude_ema_beta = 0.5 ** (batch / 20000)`` (both StyleGAN3 configs)."""
+    return 0.5 ** (batch / (20 * 1000))
+
+
+def recommended_gamma(resolution: int) -> float:
+    """R1 gamma recommended by docs/configs.md: 0.5 @128, 2 @256, 8 @512, 32 @1024 (quadratic)."""
+    return 32.0 * (resolution / 1024.0) ** 2
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Hyper-parameters of a generator (StyleGAN3 ``family="stylegan3"`` or StyleGAN2).
+
+    Field names follow the official constructor kwargs so that an official ``init_kwargs`` dict
+    maps onto this class field by field (``mapping_kwargs`` is flattened into ``mapping_*``).
+    """
+
+    family: str = "stylegan3"          # "stylegan3" (networks_stylegan3) or "stylegan2".
+    z_dim: int = 512                   # Input latent (Z) dimensionality.
+    c_dim: int = 0                     # Conditioning label (C) dimensionality, 0 = none.
+    w_dim: int = 512                   # Intermediate latent (W) dimensionality.
+    img_resolution: int = 256          # Output resolution.
+    img_channels: int = 3              # Number of output colour channels.
+    # Mapping network.
+    mapping_layers: int = 2            # 2 for stylegan3 (train.py --map-depth), 8 for stylegan2.
+    mapping_lr_multiplier: float = 0.01
+    w_avg_beta: float = 0.998          # Decay of the tracked W average (truncation centre).
+    # Synthesis network (shared).
+    channel_base: int = 32768          # Overall multiplier for the number of channels.
+    channel_max: int = 512             # Maximum number of channels in any layer.
+    num_fp16_res: int = 4              # Recorded for round trips; fp16 only ever ran on CUDA.
+    conv_clamp: Optional[float] = 256  # Clamp conv outputs to +-X, None = disable.
+    # StyleGAN3 synthesis.
+    num_layers: int = 14               # Number of synthesis layers, excluding ToRGB.
+    num_critical: int = 2              # Number of critically sampled layers at the end.
+    first_cutoff: float = 2.0          # Cutoff frequency of the first layer (f_{c,0}).
+    first_stopband: float = 2 ** 2.1   # Minimum stopband of the first layer (f_{t,0}).
+    last_stopband_rel: float = 2 ** 0.3  # Minimum stopband of the last layer, relative to f_c.
+    margin_size: int = 10              # Number of additional pixels outside the image.
+    output_scale: float = 0.25         # Scale factor for the output image.
+    conv_kernel: int = 3               # 3 for -t, 1 for -r (ToRGB always 1).
+    filter_size: int = 6               # Low-pass filter size relative to the lower resolution.
+    lrelu_upsampling: int = 2          # Relative sampling rate for the leaky ReLU.
+    use_radial_filters: bool = False   # Radial (jinc) down-filters in non-critical layers (-r).
+    magnitude_ema_beta: float = 0.999  # Decay of the running input magnitude (train.py: batch-based).
+    # StyleGAN2 synthesis (family == "stylegan2").
+    architecture: str = "skip"         # "orig", "skip" or "resnet" (official default "skip").
+    resample_filter: Tuple[int, ...] = (1, 3, 3, 1)
+    use_noise: bool = True             # Per-pixel noise inputs.
+    fused_modconv_default: str = "inference_only"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GeneratorConfig":
+        d = dict(d)
+        if "resample_filter" in d and d["resample_filter"] is not None:
+            d["resample_filter"] = tuple(d["resample_filter"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """The StyleGAN2 residual discriminator used by every official config (REFERENCE.md §3)."""
+
+    c_dim: int = 0
+    img_resolution: int = 256
+    img_channels: int = 3
+    architecture: str = "resnet"
+    channel_base: int = 32768          # Not doubled for -r.
+    channel_max: int = 512
+    num_fp16_res: int = 4
+    conv_clamp: Optional[float] = 256
+    cmap_dim: Optional[int] = None     # Defaults to channels at 4x4.
+    mbstd_group_size: int = 4          # train.py --mbstd-group.
+    mbstd_num_channels: int = 1
+    mapping_layers: int = 8            # Conditioning mapping depth (stylegan2 MappingNetwork default).
+    freeze_layers: int = 0             # train.py --freezed.
+    resample_filter: Tuple[int, ...] = (1, 3, 3, 1)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DiscriminatorConfig":
+        d = dict(d)
+        if "resample_filter" in d and d["resample_filter"] is not None:
+            d["resample_filter"] = tuple(d["resample_filter"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """StyleGAN2Loss settings (REFERENCE.md §4.3)."""
+
+    r1_gamma: float = 2.0              # train.py --gamma (required); see recommended_gamma().
+    style_mixing_prob: float = 0.0     # 0.9 for stylegan2.
+    pl_weight: float = 0.0             # 2 for stylegan2.
+    pl_batch_shrink: int = 2
+    pl_decay: float = 0.01
+    pl_no_weight_grad: bool = True
+    blur_init_sigma: float = 0.0       # 10 for stylegan3-r.
+    blur_fade_kimg: float = 0.0        # batch * 200 / 32 for stylegan3-r.
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser, schedule and augmentation settings of train.py / training_loop.py."""
+
+    batch: int = 32                    # Total batch size (all replicas).
+    g_lr: float = 0.0025               # 0.002 for stylegan2.
+    d_lr: float = 0.002
+    betas: Tuple[float, float] = (0.0, 0.99)
+    eps: float = 1e-8
+    g_reg_interval: Optional[int] = None  # 4 for stylegan2 (path length), None otherwise.
+    d_reg_interval: int = 16           # Lazy R1.
+    ema_kimg: float = 10.0             # batch * 10 / 32.
+    ema_rampup: Optional[float] = 0.05
+    aug: str = "ada"                   # "ada", "noaug" or "fixed".
+    augpipe: str = "bgc"
+    augment_p: float = 0.0             # Initial p; train.py --p (0.2) is used with --aug fixed.
+    ada_target: float = 0.6
+    ada_interval: int = 4
+    ada_kimg: float = 500.0            # training_loop default; train.py --resume sets 100.
+    kimg: int = 25000
+    kimg_per_tick: int = 4
+    snapshot_ticks: int = 50
+    mirror: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One named official configuration: generator, discriminator, loss and training defaults."""
+
+    name: str
+    source: str
+    generator: GeneratorConfig
+    discriminator: DiscriminatorConfig
+    loss: LossConfig
+    train: TrainConfig
+
+
+_SRC = "NVlabs/stylegan3 @ c233a91 train.py --cfg={} (shared/REFERENCE.md §1.9, §4.1)"
+_BETA32 = magnitude_ema_beta_for_batch(32)
+
+# The preset table. One entry per official --cfg; values are train.py defaults at batch 32.
+PRESETS = {
+    "stylegan3-t": Preset(
+        name="stylegan3-t",
+        source=_SRC.format("stylegan3-t"),
+        generator=GeneratorConfig(family="stylegan3", mapping_layers=2, channel_base=32768,
+                                  channel_max=512, conv_kernel=3, use_radial_filters=False,
+                                  magnitude_ema_beta=_BETA32),
+        discriminator=DiscriminatorConfig(),
+        loss=LossConfig(),
+        train=TrainConfig(g_lr=0.0025, d_lr=0.002),
+    ),
+    "stylegan3-r": Preset(
+        name="stylegan3-r",
+        source=_SRC.format("stylegan3-r"),
+        # -r: channel_base and channel_max doubled, 1x1 convs, radial down filters.
+        generator=GeneratorConfig(family="stylegan3", mapping_layers=2, channel_base=65536,
+                                  channel_max=1024, conv_kernel=1, use_radial_filters=True,
+                                  magnitude_ema_beta=_BETA32),
+        discriminator=DiscriminatorConfig(),   # D keeps the undoubled 32768 / 512.
+        loss=LossConfig(blur_init_sigma=10.0, blur_fade_kimg=200.0),
+        train=TrainConfig(g_lr=0.0025, d_lr=0.002),
+    ),
+    "stylegan2": Preset(
+        name="stylegan2",
+        source=_SRC.format("stylegan2"),
+        generator=GeneratorConfig(family="stylegan2", mapping_layers=8, channel_base=32768,
+                                  channel_max=512),
+        discriminator=DiscriminatorConfig(),
+        loss=LossConfig(style_mixing_prob=0.9, pl_weight=2.0),
+        train=TrainConfig(g_lr=0.002, d_lr=0.002, g_reg_interval=4),
+    ),
+}
+
+
+def resolve_preset(name: str, img_resolution: Optional[int] = None, batch: Optional[int] = None,
+                   **generator_overrides) -> Preset:
+    """Return the preset ``name`` adjusted to a resolution and batch size.
+
+    The batch-dependent official values (``magnitude_ema_beta``, ``ema_kimg``, ``blur_fade_kimg``)
+    are recomputed for ``batch``; the recommended gamma is set from the resolution. Keyword
+    overrides replace single :class:`GeneratorConfig` fields.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    p = PRESETS[name]
+    g, d, loss, train = p.generator, p.discriminator, p.loss, p.train
+    if img_resolution is not None:
+        if img_resolution < 4 or img_resolution & (img_resolution - 1):
+            raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
+        g = dataclasses.replace(g, img_resolution=img_resolution)
+        d = dataclasses.replace(d, img_resolution=img_resolution)
+        loss = dataclasses.replace(loss, r1_gamma=recommended_gamma(img_resolution))
+    if batch is not None:
+        if g.family == "stylegan3":
+            g = dataclasses.replace(g, magnitude_ema_beta=magnitude_ema_beta_for_batch(batch))
+        train = dataclasses.replace(train, batch=batch, ema_kimg=batch * 10 / 32)
+        if loss.blur_init_sigma > 0:
+            loss = dataclasses.replace(loss, blur_fade_kimg=batch * 200 / 32)
+    unknown = set(generator_overrides) - {f.name for f in dataclasses.fields(GeneratorConfig)}
+    if unknown:
+        raise ValueError(f"Unknown generator override(s) {sorted(unknown)} for preset {name!r}")
+    g = dataclasses.replace(g, **generator_overrides)
+    d = dataclasses.replace(d, c_dim=g.c_dim, img_channels=g.img_channels)
+    return dataclasses.replace(p, generator=g, discriminator=d, loss=loss, train=train)
+
