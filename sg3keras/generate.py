@@ -1,0 +1,65 @@
+"""Images from a generator with the official ``gen_images.py`` semantics."""
+
+import os
+
+import numpy as np
+
+from sg3keras.utils import make_grid, save_png, to_uint8, z_from_seed
+
+__all__ = ["generate_images", "write_images"]
+
+
+def generate_images(G, seeds, truncation_psi=1.0, class_idx=None, translate=(0.0, 0.0),
+                    rotate=0.0, noise_mode="const", batch_size=8):
+    """uint8 ``[len(seeds), H, W, C]`` images, one per seed.
+
+    ``z = RandomState(seed).randn(1, z_dim)`` as the official tool; the input transform is set to
+    the inverse of ``[[cos a, sin a, tx], [-sin a, cos a, ty], [0, 0, 1]]`` (a in degrees) and
+    restored afterwards; conditional networks need ``class_idx`` (one-hot label).
+    """
+    c = None
+    if G.c_dim > 0:
+        if class_idx is None:
+            raise ValueError(f"--class is required: the network is conditional (c_dim={G.c_dim})")
+        if not 0 <= int(class_idx) < G.c_dim:
+            raise ValueError(f"--class={class_idx}: expected 0..{G.c_dim - 1}")
+    elif class_idx is not None:
+        print(f"warning: --class={class_idx} ignored, the network is unconditional")
+    has_transform = hasattr(G, "set_transform") and hasattr(getattr(G, "synthesis", None), "input")
+    if not has_transform and (tuple(translate) != (0.0, 0.0) or rotate != 0):
+        raise ValueError("--translate/--rotate need a StyleGAN3 network (it has an input transform)")
+    saved = np.asarray(G.synthesis.input.transform.numpy()) if has_transform else None
+    kwargs = {} if G.__class__.__name__ == "Generator" else {"noise_mode": noise_mode}
+    out = []
+    try:
+        if has_transform:
+            G.set_transform(translate=translate, rotate=rotate)
+        seeds = list(seeds)
+        for i in range(0, len(seeds), batch_size):
+            chunk = seeds[i:i + batch_size]
+            z = np.concatenate([z_from_seed(s, G.z_dim) for s in chunk])
+            if G.c_dim > 0:
+                c = np.zeros([len(chunk), G.c_dim], np.float32)
+                c[:, int(class_idx)] = 1
+            img = G(z, c=c, truncation_psi=float(truncation_psi), **kwargs)
+            out.append(to_uint8(np.asarray(img)))
+    finally:
+        if saved is not None:
+            G.synthesis.input.transform.assign(saved)
+    return np.concatenate(out) if out else np.zeros([0, G.img_resolution, G.img_resolution,
+                                                     G.img_channels], np.uint8)
+
+
+def write_images(images, seeds, outdir, grid=False):
+    """``seed%04d.png`` per image (official names), or one ``grid.png``. Returns the paths."""
+    os.makedirs(outdir, exist_ok=True)
+    if grid:
+        path = os.path.join(outdir, "grid.png")
+        save_png(path, make_grid(images))
+        return [path]
+    paths = []
+    for img, seed in zip(images, seeds):
+        path = os.path.join(outdir, f"seed{seed:04d}.png")
+        save_png(path, img)
+        paths.append(path)
+    return paths

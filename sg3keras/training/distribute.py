@@ -1,0 +1,67 @@
+"""Choosing a ``tf.distribute`` strategy (TensorFlow only).
+
+* ``TF_CONFIG`` naming more than one worker (or ``workers > 1``) -> ``MultiWorkerMirroredStrategy``;
+* ``gpus > 1`` -> ``MirroredStrategy`` over that many GPUs, or -- on a machine without GPUs --
+  over that many *logical CPU devices* (useful to exercise the distributed code paths on CPU);
+* otherwise the default (no-op) strategy.
+
+Create the strategy before anything else touches the TensorFlow runtime ("Collective ops must be
+configured at program startup").
+"""
+
+import json
+import os
+import tempfile
+
+import tensorflow as tf
+
+__all__ = ["make_strategy", "is_chief", "scratch_dir", "num_workers_from_env"]
+
+
+def num_workers_from_env():
+    cfg = os.environ.get("TF_CONFIG")
+    if not cfg:
+        return 1
+    try:
+        cluster = json.loads(cfg).get("cluster", {})
+    except json.JSONDecodeError as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON: {e}") from e
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def make_strategy(gpus=1, workers=1, collective_timeout=120.0):
+    """Return the strategy for ``--gpus``/``--workers`` (see module docstring)."""
+    env_workers = num_workers_from_env()
+    if workers > 1 or env_workers > 1:
+        if env_workers < 2:
+            raise ValueError(f"--workers={workers} needs TF_CONFIG describing the cluster "
+                             "(cluster.worker = [host:port, ...], task.index = this worker)")
+        options = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING,
+            timeout_seconds=collective_timeout)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    if gpus > 1:
+        physical = tf.config.list_physical_devices("GPU")
+        if physical:
+            if len(physical) < gpus:
+                raise ValueError(f"--gpus={gpus} but only {len(physical)} GPU(s) are visible")
+            return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(gpus)])
+        cpus = tf.config.list_physical_devices("CPU")
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * gpus)
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")][:gpus]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type in (None, "chief") or (task_type == "worker" and task_id == 0)
+
+
+def scratch_dir():
+    """A throw-away directory for the files non-chief workers must not write to the run dir."""
+    return tempfile.mkdtemp(prefix="sg3keras-worker-")

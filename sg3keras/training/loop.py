@@ -1,0 +1,392 @@
+"""``train(options)``: dataset -> G/D/G_ema -> ``fit`` in ticks, with checkpoints and snapshots.
+
+One Keras epoch is one official *tick* (``--tick`` kimg). At the end of every tick the
+:class:`TickCallback` prints the progress line, writes TensorBoard scalars under the official
+names, checks the losses for NaN/Inf, and writes an atomic checkpoint (so a kill loses at most one
+tick); every ``--snap`` ticks it also writes a ``.keras`` snapshot of G_ema, a PNG grid of fixed
+seeds, and runs the requested metrics.
+
+Resuming (``resume=RUN_DIR``) restores every variable and continues at the same step, kimg,
+augmentation probability, blur/EMA schedules and data position; nothing is reset (unlike the
+official code, stylegan3#538 / stylegan2-ada#106).
+"""
+
+import dataclasses
+import json
+import math
+import os
+import re
+import resource
+import time
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import keras
+import numpy as np
+
+from sg3keras.config import resolve_preset
+from sg3keras.utils import atomic_write_json, make_grid, save_png, to_uint8
+
+__all__ = ["TrainOptions", "train", "describe", "resolve_options", "TrainingDivergedError"]
+
+
+class TrainingDivergedError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Options of ``sg3keras train`` (official train.py names and defaults)."""
+
+    outdir: str = "training-runs"
+    cfg: str = "stylegan3-t"
+    data: str = ""
+    gpus: int = 1
+    workers: int = 1               # > 1: MultiWorkerMirroredStrategy from TF_CONFIG.
+    batch: int = 32
+    batch_gpu: Optional[int] = None
+    gamma: Optional[float] = None  # Required by train.py; None = recommended for the resolution.
+    cond: bool = False
+    mirror: bool = False
+    aug: str = "ada"
+    augpipe: str = "bgc"
+    p: float = 0.2                 # Probability for --aug=fixed.
+    target: float = 0.6
+    ada_kimg: float = 500.0
+    cbase: int = 32768
+    cmax: int = 512
+    map_depth: Optional[int] = None
+    mbstd_group: int = 4
+    glr: Optional[float] = None
+    dlr: float = 0.002
+    kimg: float = 25000
+    tick: float = 4
+    snap: int = 50
+    seed: int = 0
+    fp32: bool = False             # train.py --fp32: no conv_clamp (fp16 only ever ran on CUDA).
+    mixed_precision: Optional[str] = None  # e.g. "mixed_bfloat16" (fast on AMX CPUs).
+    metrics: Tuple[str, ...] = ()
+    resume: Optional[str] = None
+    grid_seeds: int = 16
+    deterministic: bool = False    # tf.config.experimental.enable_op_determinism().
+    fused_ops: bool = True         # XLA-fused filtered_lrelu ("fast"); False = reference ops.
+
+
+def resolve_options(opts: TrainOptions, dataset=None):
+    """Everything the run needs as plain data: preset configs + derived schedule numbers."""
+    if opts.batch % (opts.gpus * opts.workers):
+        raise ValueError(f"--batch={opts.batch} must be a multiple of --gpus x --workers "
+                         f"({opts.gpus * opts.workers})")
+    res = dataset.resolution if dataset is not None else None
+    over = dict(channel_base=opts.cbase * (2 if opts.cfg == "stylegan3-r" else 1),
+                channel_max=opts.cmax * (2 if opts.cfg == "stylegan3-r" else 1))
+    if opts.map_depth is not None:
+        over["mapping_layers"] = opts.map_depth
+    if dataset is not None:
+        over["img_channels"] = dataset.num_channels
+        over["c_dim"] = dataset.label_dim if opts.cond else 0
+    if opts.fp32:
+        over["conv_clamp"] = None      # train.py --fp32: num_fp16_res=0, conv_clamp=None.
+        over["num_fp16_res"] = 0
+    preset = resolve_preset(opts.cfg, img_resolution=res, batch=opts.batch, **over)
+    d = dataclasses.replace(preset.discriminator, channel_base=opts.cbase,
+                            channel_max=opts.cmax, mbstd_group_size=opts.mbstd_group,
+                            conv_clamp=preset.generator.conv_clamp,
+                            num_fp16_res=preset.generator.num_fp16_res)
+    loss = preset.loss
+    if opts.gamma is not None:
+        loss = dataclasses.replace(loss, r1_gamma=float(opts.gamma))
+    train = dataclasses.replace(
+        preset.train, batch=opts.batch, d_lr=opts.dlr, aug=opts.aug, augpipe=opts.augpipe,
+        augment_p=opts.p if opts.aug == "fixed" else 0.0, ada_target=opts.target,
+        ada_kimg=opts.ada_kimg, kimg=opts.kimg, kimg_per_tick=opts.tick,
+        snapshot_ticks=opts.snap, mirror=opts.mirror, seed=opts.seed)
+    if opts.glr is not None:
+        train = dataclasses.replace(train, g_lr=opts.glr)
+    steps_per_tick = max(1, int(round(opts.tick * 1000 / opts.batch)))
+    total_steps = max(1, int(math.ceil(opts.kimg * 1000 / opts.batch)))
+    return dict(generator=preset.generator, discriminator=d, loss=loss, train=train,
+                steps_per_tick=steps_per_tick, total_steps=total_steps,
+                num_ticks=int(math.ceil(total_steps / steps_per_tick)))
+
+
+def describe(opts: TrainOptions):
+    """The fully resolved configuration of a run as plain JSON-able data (``--dry-run``)."""
+    from sg3keras.data import ImageDataset
+    dataset = ImageDataset(opts.data, use_labels=opts.cond)
+    cfg = resolve_options(opts, dataset)
+    out = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in cfg.items()}
+    out["options"] = _options_to_json(opts)
+    out["dataset"] = dict(path=opts.data, name=dataset.name, size=len(dataset),
+                          resolution=dataset.resolution, channels=dataset.num_channels,
+                          label_dim=dataset.label_dim)
+    return out
+
+
+def _run_dir(opts, dataset_name):
+    os.makedirs(opts.outdir, exist_ok=True)
+    ids = [int(m.group(1)) for m in (re.match(r"^(\d+)-", d) for d in os.listdir(opts.outdir))
+           if m]
+    run_id = max(ids, default=-1) + 1
+    gamma = "auto" if opts.gamma is None else f"{opts.gamma:g}"
+    desc = (f"{opts.cfg}-{dataset_name}-gpus{opts.gpus * opts.workers}-batch{opts.batch}"
+            f"-gamma{gamma}")
+    path = os.path.join(opts.outdir, f"{run_id:05d}-{desc}")
+    os.makedirs(path)
+    return path
+
+
+def _options_to_json(opts):
+    d = dataclasses.asdict(opts)
+    d["metrics"] = list(opts.metrics)
+    return d
+
+
+def _options_from_json(d):
+    d = dict(d)
+    d["metrics"] = tuple(d.get("metrics", ()))
+    return TrainOptions(**d)
+
+
+def train(opts: TrainOptions, strategy=None, log=print):
+    """Run (or resume) a training run; returns the run directory."""
+    from sg3keras.training import distribute
+    strategy = strategy or distribute.make_strategy(opts.gpus, opts.workers)
+
+    import keras
+    import tensorflow as tf
+
+    from sg3keras.data import ImageDataset
+    from sg3keras.training.checkpoint import latest_checkpoint, load_checkpoint
+    from sg3keras.training.gan import StyleGAN
+
+    resume_meta = None
+    if opts.resume:
+        run_dir = opts.resume
+        with open(os.path.join(run_dir, "training_options.json")) as f:
+            stored = _options_from_json(json.load(f))
+        # A resumed run keeps its options; only the length may be extended.
+        opts = dataclasses.replace(stored, kimg=opts.kimg if opts.kimg != stored.kimg
+                                   else stored.kimg, resume=run_dir)
+    if opts.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if opts.mixed_precision:
+        keras.mixed_precision.set_global_policy(opts.mixed_precision)
+    dataset = ImageDataset(opts.data, use_labels=opts.cond)
+    if opts.cond and not dataset.has_labels:
+        raise ValueError(f"--cond=True but {opts.data} has no labels in dataset.json")
+    cfg = resolve_options(opts, dataset)
+    chief = distribute.is_chief(strategy)
+    if not opts.resume:
+        run_dir = _run_dir(opts, dataset.name) if chief else distribute.scratch_dir()
+        if chief:
+            atomic_write_json(os.path.join(run_dir, "training_options.json"),
+                              _options_to_json(opts))
+    gan = build_gan(cfg, dataset, strategy, seed=opts.seed,
+                    impl="fast" if opts.fused_ops else "ref")
+    start_step = 0
+    if opts.resume:
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise FileNotFoundError(f"--resume {run_dir}: no checkpoint in {run_dir}/checkpoints")
+        resume_meta = load_checkpoint(ckpt, gan)
+        gan.reset_phase_counter()
+        start_step = int(resume_meta["step"])
+        log(f"Resuming {run_dir} from step {start_step} (kimg {resume_meta['kimg']:.3f})")
+    tf_ds = dataset.make_tf_dataset(opts.batch, shuffle=True, seed=opts.seed,
+                                    mirror=opts.mirror, repeat=True, start_batch=start_step)
+    if chief and start_step == 0:
+        _write_reals(run_dir, dataset)
+    steps_per_tick = cfg["steps_per_tick"]
+    if start_step % steps_per_tick:
+        raise ValueError(f"checkpoint step {start_step} is not at a tick boundary "
+                         f"({steps_per_tick} steps per tick)")
+    callback = TickCallback(gan, run_dir, opts, cfg, chief=chief, log=log,
+                            start_time_offset=(resume_meta or {}).get("total_sec", 0.0))
+    gan.fit(tf_ds, epochs=cfg["num_ticks"], initial_epoch=start_step // steps_per_tick,
+            steps_per_epoch=steps_per_tick, verbose=0, callbacks=[callback])
+    if callback.error is not None:
+        raise callback.error
+    return run_dir
+
+
+def build_gan(cfg, dataset, strategy, seed=0, impl="fast"):
+    """G, D, G_ema (and the augment pipe) inside ``strategy.scope()``, compiled."""
+    from sg3keras.models.discriminator import Discriminator
+    from sg3keras.training.gan import StyleGAN
+
+    g_cfg, d_cfg, train_cfg = cfg["generator"], cfg["discriminator"], cfg["train"]
+    with strategy.scope():
+        G = _make_generator(g_cfg, seed, "G", impl)
+        G_ema = _make_generator(g_cfg, seed, "G_ema", impl)
+        for dst, src in zip(G_ema.variables, G.variables):
+            dst.assign(src)
+        D = Discriminator(d_cfg, name="D")
+        augment_pipe = None
+        if train_cfg.aug != "noaug":
+            from sg3keras.augment import AUGPIPE_SPECS, AugmentPipe
+            augment_pipe = AugmentPipe(**AUGPIPE_SPECS[train_cfg.augpipe], name="augment_pipe")
+            augment_pipe.build((None, g_cfg.img_resolution, g_cfg.img_resolution,
+                                g_cfg.img_channels))
+            augment_pipe.p.assign(train_cfg.augment_p)
+        labels = None
+        if g_cfg.c_dim > 0:
+            labels = dataset.get_labels(np.arange(len(dataset)))
+        gan = StyleGAN(G, D, G_ema, augment_pipe=augment_pipe, loss_config=cfg["loss"],
+                       train_config=train_cfg, label_table=labels, seed=seed)
+        gan.compile(*StyleGAN.make_optimizers(train_cfg))
+    if strategy.__class__.__name__.startswith("MultiWorker"):
+        from sg3keras.training.compat import prepare_for_multiworker
+        prepare_for_multiworker(gan)
+    return gan
+
+
+def _make_generator(g_cfg, seed, name, impl):
+    from sg3keras.models.generator import Generator
+    if g_cfg.family == "stylegan2":
+        from sg3keras.models.stylegan2_generator import StyleGAN2Generator
+        return StyleGAN2Generator(g_cfg, name=name)
+    return Generator(g_cfg, seed=seed, impl=impl, name=name)
+
+
+def _write_reals(run_dir, dataset, n=16):
+    idx = np.linspace(0, len(dataset) - 1, min(n, len(dataset))).astype(int)
+    images = np.stack([dataset.get_image(int(i)) for i in idx])
+    save_png(os.path.join(run_dir, "reals.png"), make_grid(images))
+
+
+def _peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _fmt_time(s):
+    s = int(round(s))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {(s // 60) % 60:02d}m"
+
+
+class TickCallback(keras.callbacks.Callback):
+    """Progress line, TensorBoard, NaN guard, checkpoints and snapshots at tick ends."""
+
+    def __init__(self, gan, run_dir, opts, cfg, chief=True, log=print,
+                 start_time_offset=0.0):
+        super().__init__()
+        import tensorflow as tf
+        self.gan, self.run_dir, self.opts, self.cfg = gan, run_dir, opts, cfg
+        self.chief, self.log = chief, log
+        self.error = None
+        self.start_offset = float(start_time_offset)
+        self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs")) \
+            if chief else None
+        g = gan.G_ema
+        rng = np.random.RandomState(opts.seed + 123)
+        self.grid_z = rng.randn(opts.grid_seeds, g.z_dim).astype(np.float32)
+        self.grid_c = None
+        if g.c_dim > 0 and gan.label_table is not None:
+            idx = rng.randint(len(gan.label_table), size=opts.grid_seeds)
+            self.grid_c = gan.label_table[idx]
+
+    def on_train_begin(self, logs=None):
+        self.t0 = time.time()
+        self.tick_start = time.time()
+        self.nimg_start = int(self.gan.cur_nimg.numpy())
+        if self.chief and self.nimg_start == 0:
+            self._save_grid("fakes_init.png")
+
+    def _save_grid(self, name):
+        imgs = np.asarray(self.gan.G_ema(self.grid_z, c=self.grid_c))
+        grid = make_grid(to_uint8(imgs))
+        save_png(os.path.join(self.run_dir, name), grid)
+        return grid
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+        from sg3keras.training.checkpoint import save_checkpoint
+
+        logs = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in (logs or {}).items()}
+        tick = epoch + 1
+        now = time.time()
+        nimg = int(self.gan.cur_nimg.numpy())
+        kimg = nimg / 1000.0
+        sec_tick = now - self.tick_start
+        sec_kimg = sec_tick / max((nimg - self.nimg_start) / 1000.0, 1e-9)
+        total_sec = self.start_offset + now - self.t0
+        remaining = self.cfg["total_steps"] * self.opts.batch / 1000.0 - kimg
+        bad = [k for k, v in logs.items() if k.startswith("Loss/") and not np.isfinite(v)]
+        line = (f"tick {tick:<5d} kimg {kimg:<8.3f} time {_fmt_time(total_sec):<9s} "
+                f"sec/tick {sec_tick:<7.1f} sec/kimg {sec_kimg:<7.2f} "
+                f"eta {_fmt_time(max(remaining, 0) * sec_kimg):<9s} "
+                f"augment {logs.get('augment_p', 0.0):.3f} "
+                f"G {logs.get('Loss/G/loss', float('nan')):.4f} "
+                f"D {logs.get('Loss/D/loss', float('nan')):.4f} "
+                f"R1 {logs.get('Loss/r1_penalty', float('nan')):.4f}")
+        self.log(line)
+        if bad:
+            self.error = TrainingDivergedError(
+                f"Loss became NaN/Inf at tick {tick} (kimg {kimg:.3f}): {bad}. Stopping; the "
+                f"last good checkpoint in {self.run_dir}/checkpoints is kept.")
+            self.log(str(self.error))
+            self.model.stop_training = True
+            return
+        meta = dict(step=int(self.gan.step.numpy()), tick=tick, kimg=kimg, nimg=nimg,
+                    total_sec=total_sec, augment_p=logs.get("augment_p", 0.0))
+        snapshot = self.opts.snap and tick % self.opts.snap == 0
+        done = meta["step"] >= self.cfg["total_steps"]
+        if self.chief:
+            with self.writer.as_default(step=nimg):
+                for k, v in logs.items():
+                    if k.startswith("Loss/"):
+                        tf.summary.scalar(k, v)
+                tf.summary.scalar("Progress/tick", tick)
+                tf.summary.scalar("Progress/kimg", kimg)
+                tf.summary.scalar("Progress/augment", logs.get("augment_p", 0.0))
+                tf.summary.scalar("Timing/total_sec", total_sec)
+                tf.summary.scalar("Timing/sec_per_tick", sec_tick)
+                tf.summary.scalar("Timing/sec_per_kimg", sec_kimg)
+                tf.summary.scalar("Resources/peak_rss_mb", _peak_rss_mb())
+                if snapshot or done:
+                    grid = self._save_grid(f"fakes{int(kimg):06d}.png")
+                    tf.summary.image("fakes", grid[None], max_outputs=1)
+            self.writer.flush()
+            save_checkpoint(self.run_dir, self.gan, meta)
+            if snapshot or done:
+                path = os.path.join(self.run_dir, f"network-snapshot-{int(kimg):06d}.keras")
+                save_keras_atomic(self.gan.G_ema, path)
+                self.log(f"snapshot {path}")
+                self._run_metrics(path, kimg, nimg)
+        self.tick_start = time.time()
+        self.nimg_start = nimg
+
+    def _run_metrics(self, snapshot_path, kimg, nimg):
+        if not self.opts.metrics:
+            return
+        import tensorflow as tf
+        from sg3keras.data import ImageDataset
+        from sg3keras.metrics.registry import append_jsonl, calc_metric
+        dataset = ImageDataset(self.opts.data, use_labels=self.opts.cond)
+        for name in self.opts.metrics:
+            result = calc_metric(name, self.gan.G_ema, dataset=dataset)
+            result["snapshot_pkl"] = os.path.basename(snapshot_path)
+            append_jsonl(os.path.join(self.run_dir, f"metric-{name}.jsonl"), result)
+            with self.writer.as_default(step=nimg):
+                for k, v in result["results"].items():
+                    if np.isscalar(v):
+                        tf.summary.scalar(f"Metrics/{k}", v)
+            self.log(f"metric {name}: {result['results']}")
+
+
+def save_keras_atomic(model, path):
+    """``model.save(path)`` through a temporary ``.keras`` file and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+

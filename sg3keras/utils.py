@@ -1,0 +1,125 @@
+"""Small shared helpers: atomic file writes, seed parsing, image conversion."""
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+
+import numpy as np
+
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "parse_range",
+           "parse_vec2", "to_uint8", "z_from_seed", "save_png", "make_grid"]
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb"):
+    """Open a temporary file beside ``path``; on success rename it over ``path``.
+
+    A crash (or SIGKILL) during the write leaves the previous ``path`` untouched.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_bytes(path, data: bytes):
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+
+
+def atomic_write_json(path, obj):
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def parse_range(s, what="--seeds"):
+    """Parse ``'0-3,7,10-11'`` into ``[0, 1, 2, 3, 7, 10, 11]`` (official gen_images syntax)."""
+    if isinstance(s, (list, tuple)):
+        return [int(v) for v in s]
+    out = []
+    for part in str(s).split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)-(\d+)", part)
+        if m:
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if hi < lo:
+                raise ValueError(f"{what}: range {part!r} is empty (end < start)")
+            out.extend(range(lo, hi + 1))
+        elif re.fullmatch(r"\d+", part):
+            out.append(int(part))
+        else:
+            raise ValueError(f"{what}: cannot parse {part!r}; expected e.g. '0-3,7'")
+    return out
+
+
+def parse_vec2(s, what="--translate"):
+    """Parse ``'0.1,-0.2'`` into ``(0.1, -0.2)``."""
+    if isinstance(s, (list, tuple)):
+        if len(s) != 2:
+            raise ValueError(f"{what}: expected two numbers, got {s!r}")
+        return float(s[0]), float(s[1])
+    parts = str(s).split(",")
+    if len(parts) != 2:
+        raise ValueError(f"{what}: expected 'x,y', got {s!r}")
+    try:
+        return float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ValueError(f"{what}: expected two numbers 'x,y', got {s!r}") from None
+
+
+def z_from_seed(seed, z_dim):
+    """Latent for ``seed`` exactly as the official gen_images.py draws it.
+
+    ``numpy.random.RandomState(seed).randn(1, z_dim)`` (float64), cast to float32.
+    """
+    return np.random.RandomState(int(seed)).randn(1, int(z_dim)).astype(np.float32)
+
+
+def to_uint8(images):
+    """Official quantisation: ``clip(img * 127.5 + 128, 0, 255)`` truncated to uint8."""
+    x = np.asarray(images, dtype=np.float32) * 127.5 + 128
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def make_grid(images, grid=None):
+    """Tile ``[N, H, W, C]`` uint8 images into one ``[gh*H, gw*W, C]`` image."""
+    images = np.asarray(images)
+    n, h, w, c = images.shape
+    if grid is None:
+        gw = int(np.ceil(np.sqrt(n)))
+        gh = int(np.ceil(n / gw))
+    else:
+        gw, gh = grid
+    canvas = np.zeros((gh * h, gw * w, c), images.dtype)
+    for i in range(min(n, gw * gh)):
+        y, x = divmod(i, gw)
+        canvas[y * h:(y + 1) * h, x * w:(x + 1) * w] = images[i]
+    return canvas
+
+
+def save_png(path, image):
+    """Write an ``[H, W, C]`` uint8 image (C = 1 or 3) atomically as PNG."""
+    import io
+
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
