@@ -259,6 +259,13 @@ def _peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _kimg_tag(kimg):
+    """``000123`` as official for whole kimg; ``000000.128`` for sub-kimg ticks (tiny runs)."""
+    if abs(kimg - round(kimg)) < 1e-9:
+        return f"{int(round(kimg)):06d}"
+    return f"{int(kimg):06d}.{int(round(kimg * 1000)) % 1000:03d}"
+
+
 def _fmt_time(s):
     s = int(round(s))
     if s < 60:
@@ -348,12 +355,12 @@ class TickCallback(keras.callbacks.Callback):
                 tf.summary.scalar("Timing/sec_per_kimg", sec_kimg)
                 tf.summary.scalar("Resources/peak_rss_mb", _peak_rss_mb())
                 if snapshot or done:
-                    grid = self._save_grid(f"fakes{int(kimg):06d}.png")
+                    grid = self._save_grid(f"fakes{_kimg_tag(kimg)}.png")
                     tf.summary.image("fakes", grid[None], max_outputs=1)
             self.writer.flush()
             save_checkpoint(self.run_dir, self.gan, meta)
             if snapshot or done:
-                path = os.path.join(self.run_dir, f"network-snapshot-{int(kimg):06d}.keras")
+                path = os.path.join(self.run_dir, f"network-snapshot-{_kimg_tag(kimg)}.keras")
                 save_keras_atomic(self.gan.G_ema, path)
                 self.log(f"snapshot {path}")
                 self._run_metrics(path, kimg, nimg)
