@@ -1,0 +1,306 @@
+"""Metric registry: the official StyleGAN3 metric protocols by name, and their JSONL records.
+
+Names, sample counts and real-set sizes follow NVlabs ``metrics/metric_main.py`` (REFERENCE.md
+section 5) so numbers stay comparable with the paper:
+
+==============  =========================================================================
+fid50k_full     FID, all real images (no x-flip), 50k generated
+kid50k_full     KID, <= 1M real, 50k generated, 100 subsets of <= 1000
+pr50k3_full     precision/recall (VGG16), <= 200k real, 50k generated, k = 3
+fid50k          legacy: FID, 50k real, 50k generated
+kid50k          legacy: KID, 50k real, 50k generated
+pr50k3          legacy: precision/recall, 50k real, 50k generated
+is50k           Inception Score, 50k generated, 10 splits
+eqt50k_int      EQ-T (integer translation), 50k samples, batch 4
+eqt50k_frac     EQ-T_frac (fractional translation), 50k samples, batch 4
+eqr50k          EQ-R (rotation), 50k samples, batch 4
+ppl2_wend       listed, not supported (needs the LPIPS/VGG16 pickle path; raises)
+==============  =========================================================================
+
+The legacy ``fid50k``/``kid50k``/``pr50k3`` read the first 50k dataset images in order; the
+datasets of :mod:`sg3keras.data` never flip, so (unlike the official legacy metrics) no
+``--mirror`` x-flip is inherited.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import time
+
+import keras
+import numpy as np
+
+from sg3keras.metrics import feature_math
+from sg3keras.metrics.equivariance import _draw_labels, compute_equivariance
+
+__all__ = ["MetricSpec", "METRICS", "list_metrics", "is_valid_metric", "calc_metric",
+           "append_jsonl", "quantize_images", "cache_dir", "format_time"]
+
+DETECTOR_BATCH = 64  # images per detector call (official data-loader batch)
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricSpec:
+    """One registered protocol.
+
+    Args:
+        name: official metric name.
+        kind: ``"fid"``, ``"kid"``, ``"pr"``, ``"is"``, ``"eq"`` or ``"ppl"``.
+        num_gen: generated samples (official count).
+        max_real: real images used (``None``: the whole dataset; ``0``: no real set).
+        detector: detector name passed to ``load_detector`` (``None`` for EQ metrics).
+        options: metric-specific keyword options (tuple of pairs).
+        supported: False for metrics that are listed but not implemented.
+    """
+
+    name: str
+    kind: str
+    num_gen: int
+    max_real: object = None
+    detector: object = None
+    options: tuple = ()
+    supported: bool = True
+
+    @property
+    def opts(self):
+        return dict(self.options)
+
+
+INCEPTION = "inception"   # names understood by detectors.load_detector
+VGG16 = "vgg16"
+
+METRICS = {m.name: m for m in [
+    MetricSpec("fid50k_full", "fid", 50000, None, INCEPTION),
+    MetricSpec("kid50k_full", "kid", 50000, 1000000, INCEPTION,
+               (("num_subsets", 100), ("max_subset_size", 1000))),
+    MetricSpec("pr50k3_full", "pr", 50000, 200000, VGG16,
+               (("nhood_size", 3), ("row_batch_size", 10000), ("col_batch_size", 10000))),
+    MetricSpec("ppl2_wend", "ppl", 50000, 0, VGG16,
+               (("epsilon", 1e-4), ("space", "w"), ("sampling", "end"), ("crop", False)),
+               supported=False),
+    MetricSpec("eqt50k_int", "eq", 50000, 0, None, (("compute_eqt_int", True),)),
+    MetricSpec("eqt50k_frac", "eq", 50000, 0, None, (("compute_eqt_frac", True),)),
+    MetricSpec("eqr50k", "eq", 50000, 0, None, (("compute_eqr", True),)),
+    MetricSpec("fid50k", "fid", 50000, 50000, INCEPTION),
+    MetricSpec("kid50k", "kid", 50000, 50000, INCEPTION,
+               (("num_subsets", 100), ("max_subset_size", 1000))),
+    MetricSpec("pr50k3", "pr", 50000, 50000, VGG16,
+               (("nhood_size", 3), ("row_batch_size", 10000), ("col_batch_size", 10000))),
+    MetricSpec("is50k", "is", 50000, 0, INCEPTION, (("num_splits", 10),)),
+]}
+
+
+def list_metrics(supported_only=False):
+    return [n for n, m in METRICS.items() if m.supported or not supported_only]
+
+
+def is_valid_metric(name):
+    return name in METRICS and METRICS[name].supported
+
+
+def format_time(seconds):
+    """Human-readable duration: ``'12s'``, ``'3m 05s'``, ``'2h 03m 04s'``, ``'1d 02h 03m'``."""
+    s = max(int(np.rint(seconds)), 0)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s // 60 % 60:02d}m {s % 60:02d}s"
+    return f"{s // 86400}d {s // 3600 % 24:02d}h {s // 60 % 60:02d}m"
+
+
+def cache_dir():
+    """Real-statistics cache: ``$SG3KERAS_CACHE_DIR`` or ``~/.cache/sg3keras/gan-metrics``."""
+    return os.environ.get("SG3KERAS_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "sg3keras", "gan-metrics")
+
+
+def quantize_images(img):
+    """Generator output in [-1, 1] -> uint8 like the official metrics.
+
+    ``img * 127.5 + 128`` in float32, clipped to [0, 255], truncated to uint8; one channel is
+    repeated to three. ``img``: ``[N, H, W, C]`` with ``C`` in (1, 3).
+    """
+    x = np.asarray(img, dtype=np.float32)
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise ValueError(f"generated images: expected [N, H, W, 1|3], got shape {x.shape}")
+    x = np.clip(x * np.float32(127.5) + np.float32(128), 0, 255).astype(np.uint8)
+    return _to_rgb(x, "generated images")
+
+
+def _to_rgb(x, what):
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise ValueError(f"{what}: expected uint8 [N, H, W, 1|3], got shape {x.shape}")
+    return np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature collection.
+
+def _detector_name(detector):
+    return str(getattr(detector, "name", None) or type(detector).__name__)
+
+
+def _detect(detector, images, kind):
+    out = detector.probabilities(images) if kind == "is" else detector.features(images)
+    out = np.asarray(out, dtype=np.float32)
+    if out.ndim != 2 or out.shape[0] != images.shape[0]:
+        raise ValueError(f"detector {_detector_name(detector)}: expected [{images.shape[0]}, D] "
+                         f"output, got shape {out.shape}")
+    return out
+
+
+def _real_cache_path(dataset, detector, spec, stats_kwargs, max_items):
+    path = getattr(dataset, "path", None)
+    if path is None or not os.path.exists(path):
+        return None
+    key = dict(path=os.path.abspath(path), size=len(dataset), mtime=os.stat(path).st_mtime,
+               detector=str(getattr(detector, "cache_key", None) or _detector_name(detector)),
+               xflip=False, max_items=max_items,
+               **stats_kwargs)
+    digest = hashlib.md5(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()
+    tag = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{spec.name}-{_detector_name(detector)}")
+    return os.path.join(cache_dir(), f"{tag}-{digest}.npz")
+
+
+def _real_stats(dataset, detector, spec, stats_kwargs, use_cache, progress):
+    if dataset is None:
+        raise ValueError(f"metric {spec.name}: needs a dataset (real images)")
+    n = len(dataset) if spec.max_real is None else min(len(dataset), spec.max_real)
+    cache_path = _real_cache_path(dataset, detector, spec, stats_kwargs, n) if use_cache else None
+    if cache_path is not None and os.path.isfile(cache_path):
+        return feature_math.FeatureStats.load(cache_path)
+    stats = feature_math.FeatureStats(max_items=n, **stats_kwargs)
+    for batch in dataset.iter_uint8(DETECTOR_BATCH):
+        if stats.is_full():
+            break
+        batch = _to_rgb(np.asarray(batch, np.uint8)[:stats.remaining()], "dataset images")
+        stats.append(_detect(detector, batch, spec.kind))
+        if progress is not None:
+            progress("real", stats.num_items, n)
+    if stats.num_items < n:
+        raise ValueError(f"dataset yielded {stats.num_items} images, expected {n}")
+    if cache_path is not None:
+        os.makedirs(os.path.dirname(cache_path), exist_ok=True)
+        stats.save(cache_path)
+    return stats
+
+
+def _gen_stats(G, detector, spec, stats_kwargs, num_gen, batch_gen, dataset, rng, progress):
+    stats = feature_math.FeatureStats(max_items=num_gen, **stats_kwargs)
+    while not stats.is_full():
+        # Official: 64 images per detector call in chunks of batch_gen; we stop generating once
+        # the remaining count is covered (the official surplus is discarded anyway).
+        want = min(DETECTOR_BATCH, -(-stats.remaining() // batch_gen) * batch_gen)
+        images = []
+        for _ in range(want // batch_gen):
+            z = rng.standard_normal([batch_gen, int(G.z_dim)]).astype(np.float32)
+            c = _draw_labels(G, batch_gen, rng, dataset)
+            img = G.synthesis(G.mapping(z, c))
+            images.append(quantize_images(keras.ops.convert_to_numpy(img)))
+        stats.append(_detect(detector, np.concatenate(images), spec.kind))
+        if progress is not None:
+            progress("gen", stats.num_items, num_gen)
+    return stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Metric bodies.
+
+def _run_feature_metric(spec, G, dataset, detector, num_gen, batch_gen, rng, use_cache, progress):
+    o = spec.opts
+    if spec.kind == "fid":
+        kw = dict(capture_mean_cov=True)
+        real = _real_stats(dataset, detector, spec, kw, use_cache, progress)
+        gen = _gen_stats(G, detector, spec, kw, num_gen, batch_gen, dataset, rng, progress)
+        return {spec.name: feature_math.compute_fid(*real.get_mean_cov(), *gen.get_mean_cov())}
+    if spec.kind == "is":
+        gen = _gen_stats(G, detector, spec, dict(capture_all=True), num_gen, batch_gen, dataset,
+                         rng, progress)
+        mean, std = feature_math.compute_is(gen.get_all(), num_splits=o["num_splits"])
+        return {f"{spec.name}_mean": mean, f"{spec.name}_std": std}
+    kw = dict(capture_all=True)
+    real = _real_stats(dataset, detector, spec, kw, use_cache, progress).get_all()
+    gen = _gen_stats(G, detector, spec, kw, num_gen, batch_gen, dataset, rng, progress).get_all()
+    if spec.kind == "kid":
+        kid = feature_math.compute_kid(real, gen, num_subsets=o["num_subsets"],
+                                       max_subset_size=o["max_subset_size"], rng=rng)
+        return {spec.name: kid}
+    precision, recall = feature_math.compute_pr(real, gen, k=o["nhood_size"],
+                                                row_batch=o["row_batch_size"],
+                                                col_batch=o["col_batch_size"])
+    return {f"{spec.name}_precision": precision, f"{spec.name}_recall": recall}
+
+
+def calc_metric(name, G, dataset=None, num_samples=None, detector_dir=None, batch_size=4,
+                progress=None, detector=None, snapshot_pkl=None, seed=0, use_cache=True):
+    """Evaluate one registered metric and return its JSONL record.
+
+    Steps: look up ``name``; for feature metrics obtain the detector
+    (``sg3keras.metrics.detectors.load_detector(spec.detector, detector_dir)`` unless one is
+    given), compute (or load from the cache) the real statistics, generate ``num_samples``
+    images with ``G.synthesis(G.mapping(z, c))`` in chunks of ``batch_size``, quantise them
+    (:func:`quantize_images`) and apply the metric maths; EQ metrics call
+    :func:`~sg3keras.metrics.equivariance.compute_equivariance`.
+
+    Args:
+        name: a name from :data:`METRICS` (``ppl2_wend`` raises ``NotImplementedError``).
+        G: generator (``z_dim``, ``c_dim``, ``mapping``, ``synthesis``; NHWC images in [-1, 1]).
+        dataset: real images (``iter_uint8``, ``__len__``, ``sample_labels``; ``path`` enables
+            the statistics cache). Required except for ``is50k`` and the EQ metrics.
+        num_samples: override of the generated-sample count (default: the official 50,000);
+            recorded in the result as ``num_samples``.
+        detector_dir: folder with the detector weights (passed to ``load_detector``).
+        batch_size: generator batch (official 4).
+        progress: optional ``callable(stage, done, total)``, stage ``"real"``/``"gen"``/``"eq"``.
+        detector: optional detector object overriding ``load_detector``.
+        snapshot_pkl: recorded in the result. seed: NumPy seed for latents/labels/subsets.
+        use_cache: read/write cached real statistics.
+
+    Returns:
+        ``dict(results, metric, total_time, total_time_str, num_gpus, snapshot_pkl, timestamp,
+        num_samples)``.
+    """
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; choose from {', '.join(list_metrics(True))}")
+    spec = METRICS[name]
+    if not spec.supported:
+        raise NotImplementedError(f"metric {name!r} (perceptual path length) is not supported by "
+                                  f"sg3keras; supported: {', '.join(list_metrics(True))}")
+    num_gen = spec.num_gen if num_samples is None else int(num_samples)
+    if num_gen < 1 or int(batch_size) < 1:
+        raise ValueError(f"metric {name}: num_samples and batch_size must be >= 1, got "
+                         f"{num_gen}, {batch_size}")
+    rng = np.random.default_rng(seed)
+    start = time.time()
+    if spec.kind == "eq":
+        eq_progress = None if progress is None else (lambda d, t: progress("eq", d, t))
+        out = compute_equivariance(G, num_gen, batch_size=int(batch_size), seed=seed,
+                                   dataset=dataset, progress=eq_progress, **spec.opts)
+        results = {name: next(iter(out.values()))}
+    else:
+        if detector is None:
+            from sg3keras.metrics import detectors  # lazy: heavy, and optional for EQ metrics
+            detector = detectors.load_detector(spec.detector, detector_dir)
+        results = _run_feature_metric(spec, G, dataset, detector, num_gen, int(batch_size), rng,
+                                      use_cache, progress)
+    total = time.time() - start
+    return dict(results={k: float(v) for k, v in results.items()}, metric=name,
+                total_time=total, total_time_str=format_time(total), num_gpus=1,
+                snapshot_pkl=snapshot_pkl, timestamp=time.time(), num_samples=num_gen)
+
+
+def append_jsonl(path, result):
+    """Append ``result`` as one JSON line to ``path`` (single ``write`` on an O_APPEND file)."""
+    line = (json.dumps(result) + "\n").encode("utf-8")
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
