@@ -1,0 +1,45 @@
+"""``sg3keras metrics``: evaluate registered metrics on a network, print and append JSONL."""
+
+import json
+import os
+
+__all__ = ["evaluate"]
+
+
+def evaluate(network, metric_names, data=None, mirror=False, num_samples=None, gpus=1,
+             detector_dir=None, batch_size=4):
+    """Yield one printable line per metric; append ``metric-<name>.jsonl`` beside the network.
+
+    Args:
+        network: ``.keras`` file, official ``.pkl``, or a training run directory.
+        metric_names: registered names (``fid50k_full``, ``eqt50k_int``, ...).
+        data: dataset zip/folder for feature metrics (default: the training run's ``--data``).
+        mirror: recorded for compatibility; real statistics never use x-flips (as official).
+        num_samples: override of the number of generated samples (recorded in the result).
+        gpus: number of replicas to spread generation over (recorded as ``num_gpus``).
+        detector_dir: directory holding the Inception / VGG16 detector files.
+    """
+    from sg3keras.metrics.registry import append_jsonl, calc_metric, is_valid_metric
+    from sg3keras.networks import load_network
+
+    bad = [m for m in metric_names if not is_valid_metric(m)]
+    if bad:
+        raise ValueError(f"--metrics: unknown metric(s) {bad}")
+    run_dir = network if os.path.isdir(network) else os.path.dirname(os.path.abspath(network))
+    if data is None:
+        opts_path = os.path.join(run_dir, "training_options.json")
+        if os.path.exists(opts_path):
+            with open(opts_path) as f:
+                data = json.load(f).get("data")
+    G = load_network(network)
+    dataset = None
+    if data:
+        from sg3keras.data import ImageDataset
+        dataset = ImageDataset(data, use_labels=G.c_dim > 0)
+    for name in metric_names:
+        result = calc_metric(name, G, dataset=dataset, num_samples=num_samples,
+                             detector_dir=detector_dir, batch_size=batch_size,
+                             snapshot_pkl=os.path.basename(network.rstrip("/")))
+        result["num_gpus"] = int(gpus)
+        append_jsonl(os.path.join(run_dir, f"metric-{name}.jsonl"), result)
+        yield json.dumps(result)

@@ -1,0 +1,174 @@
+"""The StyleGAN2 generator (official ``training/networks_stylegan2.py::Generator``), NHWC.
+
+Used by the ``stylegan2`` preset: 8-layer mapping network, learned 4x4 constant, noise inputs,
+``skip`` architecture. Same calling API as :class:`sg3keras.models.Generator`.
+"""
+
+import keras
+from keras import ops
+
+from sg3keras.config import GeneratorConfig, resolve_preset
+from sg3keras.layers.mapping import MappingNetwork
+from sg3keras.layers.stylegan2_synthesis import NOISE_MODES, SynthesisBlock2
+from sg3keras.ops.misc import assert_shape
+
+__all__ = ["SynthesisNetwork2", "StyleGAN2Generator"]
+
+
+def _as_config(config):
+    if isinstance(config, dict):
+        config = GeneratorConfig.from_dict(config)
+    if not isinstance(config, GeneratorConfig):
+        raise TypeError(f"config: expected a GeneratorConfig or dict, got {type(config).__name__}")
+    if config.family != "stylegan2":
+        raise ValueError(f"config.family: expected 'stylegan2', got {config.family!r}")
+    r = config.img_resolution
+    if r < 4 or r & (r - 1):
+        raise ValueError(f"config.img_resolution must be a power of two >= 4, got {r}")
+    return config
+
+
+@keras.saving.register_keras_serializable(package="sg3keras")
+class SynthesisNetwork2(keras.layers.Layer):
+    """Blocks ``b4, b8, ..., bR`` with ``channels(res) = min(channel_base // res, channel_max)``.
+
+    Block ``b{res}`` reads ``ws[:, i : i + num_conv + num_torgb]`` and the next block starts at
+    ``i + num_conv``; ``num_ws`` counts every conv plus the last ToRGB.
+
+    Args:
+        config: :class:`GeneratorConfig` (or its dict) with ``family="stylegan2"``.
+
+    Call arguments:
+        ws: ``[N, num_ws, w_dim]``; noise_mode: ``"random"`` (official default), ``"const"`` or
+        ``"none"``; update_emas: accepted, unused (no running statistics in synthesis).
+
+    Returns images ``[N, R, R, img_channels]`` (float32, raw, unclamped).
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.config = _as_config(config)
+        cfg = self.config
+        ch = lambda res: min(cfg.channel_base // res, cfg.channel_max)  # noqa: E731
+        self.block_resolutions = [2 ** i for i in range(2, cfg.img_resolution.bit_length())]
+        self.blocks, self.ws_index = [], []
+        num_ws = 0
+        for res in self.block_resolutions:
+            block = SynthesisBlock2(ch(res // 2) if res > 4 else 0, ch(res), cfg.w_dim, res,
+                                    cfg.img_channels, is_last=(res == cfg.img_resolution),
+                                    architecture=cfg.architecture,
+                                    resample_filter=cfg.resample_filter,
+                                    conv_clamp=cfg.conv_clamp, use_noise=cfg.use_noise,
+                                    name=f"b{res}")
+            self.ws_index.append(num_ws)
+            num_ws += block.num_conv
+            self.blocks.append(block)
+        self.num_ws = num_ws + self.blocks[-1].num_torgb
+
+    def build(self, input_shape=None):
+        for block in self.blocks:
+            block.build()
+
+    def call(self, ws, noise_mode="random", update_emas=False):
+        del update_emas
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        cfg = self.config
+        assert_shape(ws, [None, self.num_ws, cfg.w_dim], name="ws")
+        ws = ops.cast(ws, "float32")
+        x = img = None
+        for block, i in zip(self.blocks, self.ws_index):
+            x, img = block(x, img, ws[:, i:i + block.num_conv + block.num_torgb],
+                           noise_mode=noise_mode)
+        return img
+
+    def compute_output_shape(self, ws_shape, *args, **kwargs):
+        r = self.config.img_resolution
+        return (ws_shape[0], r, r, self.config.img_channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(config=self.config.to_dict())
+        return config
+
+
+@keras.saving.register_keras_serializable(package="sg3keras")
+class StyleGAN2Generator(keras.Model):
+    """StyleGAN2 generator ``G(z, c) -> images`` (NHWC, float32).
+
+    Weight names follow the official state dict (``synthesis.b8.conv0.weight``,
+    ``mapping.fc7.bias``); the noise buffers ``noise_const`` are non-trainable weights.
+
+    Args:
+        config: :class:`GeneratorConfig` (or its dict) with ``family="stylegan2"``.
+
+    Call arguments:
+        z: ``[N, z_dim]``; c: ``[N, c_dim]`` (required when ``c_dim > 0``);
+        truncation_psi, truncation_cutoff: truncation trick (see ``MappingNetwork``);
+        noise_mode: ``"random"`` (official default, fresh noise per call), ``"const"``
+        (reproducible, what ``gen_images.py`` uses) or ``"none"``;
+        training: unused; update_emas: update ``mapping.w_avg``.
+
+    Example:
+        >>> G = StyleGAN2Generator.from_preset("stylegan2", img_resolution=16, z_dim=8,
+        ...                                    w_dim=8, channel_base=256, channel_max=16)
+        >>> img = G(keras.random.normal([2, 8]), noise_mode="const")
+
+    Reference: Karras et al., "Analyzing and Improving the Image Quality of StyleGAN", 2020.
+    """
+
+    def __init__(self, config, **kwargs):
+        kwargs.setdefault("name", "generator")
+        super().__init__(**kwargs)
+        self.config = _as_config(config)
+        cfg = self.config
+        self.z_dim, self.c_dim, self.w_dim = cfg.z_dim, cfg.c_dim, cfg.w_dim
+        self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
+        self.synthesis = SynthesisNetwork2(cfg, name="synthesis")
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.num_ws,
+                                      num_layers=cfg.mapping_layers,
+                                      lr_multiplier=cfg.mapping_lr_multiplier,
+                                      w_avg_beta=cfg.w_avg_beta, name="mapping")
+        self.build()
+
+    @classmethod
+    def from_config_dataclass(cls, cfg):
+        """Build from a :class:`GeneratorConfig` (``family="stylegan2"``)."""
+        return cls(cfg)
+
+    @classmethod
+    def from_preset(cls, name="stylegan2", img_resolution=None, batch=None, **overrides):
+        """Build from a :data:`sg3keras.config.PRESETS` entry of the ``stylegan2`` family."""
+        cfg = resolve_preset(name, img_resolution=img_resolution, batch=batch,
+                             **overrides).generator
+        return cls(cfg)
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        self.synthesis.build()
+        self.mapping.build()
+        self.built = True
+
+    def call(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="random",
+             training=False, update_emas=False):
+        ws = self.mapping(z, c, truncation_psi=truncation_psi,
+                          truncation_cutoff=truncation_cutoff, update_emas=update_emas)
+        return self.synthesis(ws, noise_mode=noise_mode, update_emas=update_emas)
+
+    def set_transform(self, *args, **kwargs):
+        raise ValueError("StyleGAN2Generator has no input transform (it starts from a learned "
+                         "4x4 constant); set_transform only applies to StyleGAN3 generators")
+
+    set_transform_matrix = set_transform
+
+    def compute_output_shape(self, z_shape, *args, **kwargs):
+        return (z_shape[0], self.img_resolution, self.img_resolution, self.img_channels)
+
+    def get_config(self):
+        return dict(name=self.name, trainable=self.trainable, config=self.config.to_dict())
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
