@@ -1,0 +1,1 @@
+"""Training: GAN model, loop, ADA controller, checkpoints (TensorFlow only)."""
