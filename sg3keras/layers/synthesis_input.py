@@ -1,0 +1,120 @@
+"""Fourier-feature input of the StyleGAN3 synthesis network (Alias-Free GAN, Section 3.2 and
+Appendix F.1; REFERENCE.md §1.5)."""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from sg3keras.layers.fully_connected import FullyConnectedLayer
+from sg3keras.ops.misc import assert_shape
+
+__all__ = ["SynthesisInput"]
+
+
+def _rows(*rows):
+    """Stack per-sample matrix rows (tuples of ``[N]`` tensors) into ``[N, len(rows), k]``."""
+    return ops.stack([ops.stack(r, axis=-1) for r in rows], axis=1)
+
+
+@keras.saving.register_keras_serializable(package="sg3keras")
+class SynthesisInput(keras.layers.Layer):
+    """Band-limited Fourier features, rotated and translated per sample by ``w``.
+
+    Buffers (non-trainable weights): ``freqs [C, 2]`` drawn uniformly over the disc of radius
+    ``bandwidth``, ``phases [C]`` uniform in ``[-0.5, 0.5)`` cycles (both random at init; load
+    them from a checkpoint), and ``transform [3, 3]``, a user-specified *inverse* transform of
+    the output coordinates (identity at init). Trainable: the channel-mixing ``weight [C, C]``
+    (``[in, out]``, used as ``weight / sqrt(C)``) and ``affine`` (``w -> (r_c, r_s, t_x, t_y)``,
+    weight 0 / bias ``[1, 0, 0, 0]`` at init).
+
+    Steps: ``t = affine(w) / |t[:2]|``; ``T = R(t) @ Tr(-t[2:]) @ transform``;
+    ``f' = f @ T[:2, :2]``, ``phi' = phi + f @ T[:2, 2]``; amplitude
+    ``clip(1 - (|f'| - bandwidth) / (sampling_rate/2 - bandwidth), 0, 1)``; features
+    ``sin(2 pi (p . f' + phi')) * amplitude`` at pixel centres
+    ``p = (i + 0.5 - size/2) / sampling_rate``; then channel mixing.
+
+    Args:
+        w_dim: intermediate latent dimensionality.
+        channels: number of features ``C``.
+        size: output size in pixels (square).
+        sampling_rate: pixels per coordinate unit.
+        bandwidth: maximum frequency ``|f|``.
+        seed: int seed of the random ``freqs``/``phases`` (None = random).
+
+    Call arguments:
+        w: ``[N, w_dim]`` (``ws[:, 0]``).
+
+    Returns ``[N, size, size, channels]``.
+
+    Example:
+        >>> inp = SynthesisInput(w_dim=8, channels=4, size=36, sampling_rate=16, bandwidth=2)
+        >>> x = inp(keras.random.normal([2, 8]))
+    """
+
+    def __init__(self, w_dim, channels, size, sampling_rate, bandwidth, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.w_dim = int(w_dim)
+        self.channels = int(channels)
+        self.size = int(size)
+        self.sampling_rate = float(sampling_rate)
+        self.bandwidth = float(bandwidth)
+        self.seed = None if seed is None else int(seed)
+        self.affine = FullyConnectedLayer(4, weight_init=0.0, bias_init=[1.0, 0.0, 0.0, 0.0],
+                                          name="affine")
+
+    def build(self, input_shape=None):
+        c = self.channels
+        self.affine.build((None, self.w_dim))
+        self.weight = self.add_weight(name="weight", shape=(c, c),
+                                      initializer=keras.initializers.RandomNormal(1.0))
+        gen = keras.random.SeedGenerator(self.seed)
+        f = keras.random.normal((c, 2), seed=gen)
+        radii = ops.sqrt(ops.sum(ops.square(f), axis=1, keepdims=True))
+        f = f / (radii * ops.power(ops.exp(ops.square(radii)), 0.25)) * self.bandwidth
+        phases = keras.random.uniform((c,), seed=gen) - 0.5
+        self.freqs = self.add_weight(name="freqs", shape=(c, 2), trainable=False,
+                                     initializer="zeros")
+        self.phases = self.add_weight(name="phases", shape=(c,), trainable=False,
+                                      initializer="zeros")
+        self.transform = self.add_weight(name="transform", shape=(3, 3), trainable=False,
+                                         initializer="identity")
+        self.freqs.assign(f)
+        self.phases.assign(phases)
+
+    def call(self, w):
+        assert_shape(w, [None, self.w_dim], name="w")
+        t = self.affine(w)                                                  # [N, 4]
+        t = t / ops.sqrt(ops.sum(ops.square(t[:, :2]), axis=1, keepdims=True))
+        rc, rs, tx, ty = t[:, 0], t[:, 1], t[:, 2], t[:, 3]
+        zero, one = ops.zeros_like(rc), ops.ones_like(rc)
+        m_r = _rows((rc, -rs, zero), (rs, rc, zero), (zero, zero, one))      # [N, 3, 3]
+        m_t = _rows((one, zero, -tx), (zero, one, -ty), (zero, zero, one))   # [N, 3, 3]
+        tr = ops.matmul(ops.matmul(m_r, m_t), ops.cast(self.transform, t.dtype)[None])
+        freqs = ops.cast(self.freqs, t.dtype)[None]                         # [1, C, 2]
+        phases = ops.cast(self.phases, t.dtype)[None] \
+            + ops.matmul(freqs, tr[:, :2, 2:])[:, :, 0]                     # [N, C]
+        freqs = ops.matmul(freqs, tr[:, :2, :2])                            # [N, C, 2]
+        norm = ops.sqrt(ops.sum(ops.square(freqs), axis=2))
+        amp = ops.clip(1 - (norm - self.bandwidth) / (self.sampling_rate / 2 - self.bandwidth),
+                       0, 1)                                                # [N, C]
+        coords = (np.arange(self.size, dtype=np.float64) + 0.5 - self.size / 2) \
+            / self.sampling_rate
+        coords = ops.convert_to_tensor(coords.astype(np.float32))
+        gx = coords[None, None, :, None] * freqs[:, None, None, :, 0]       # [N, 1, W, C]
+        gy = coords[None, :, None, None] * freqs[:, None, None, :, 1]       # [N, H, 1, C]
+        x = gx + gy + phases[:, None, None, :]                              # [N, H, W, C]
+        x = ops.sin(x * (2 * math.pi)) * amp[:, None, None, :]
+        x = ops.matmul(x, self.weight / math.sqrt(self.channels))           # channel mixing
+        assert_shape(x, [None, self.size, self.size, self.channels], name="SynthesisInput out")
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.size, self.size, self.channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(w_dim=self.w_dim, channels=self.channels, size=self.size,
+                      sampling_rate=self.sampling_rate, bandwidth=self.bandwidth, seed=self.seed)
+        return config

@@ -1,0 +1,193 @@
+"""The StyleGAN3 generator: mapping network + alias-free synthesis network (REFERENCE.md §1).
+
+Symbols used throughout (Alias-Free GAN, Section 3): ``s`` sampling rate, ``f_c`` cutoff,
+``f_t`` stopband, ``f_h`` transition half-width; see :mod:`sg3keras.models.schedule`.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from sg3keras.config import GeneratorConfig, resolve_preset
+from sg3keras.layers.mapping import MappingNetwork
+from sg3keras.layers.synthesis_input import SynthesisInput
+from sg3keras.layers.synthesis_layer import SynthesisLayer
+from sg3keras.models.schedule import synthesis_schedule
+from sg3keras.ops.misc import assert_shape
+
+__all__ = ["SynthesisNetwork", "Generator", "make_transform"]
+
+
+def make_transform(translate=(0.0, 0.0), rotate=0.0):
+    """Forward 2-D transform of ``gen_images.py``: rotate by ``rotate`` degrees, translate.
+
+    Returns ``[[cos a, sin a, tx], [-sin a, cos a, ty], [0, 0, 1]]`` (float64); the input
+    layer's ``transform`` buffer stores its inverse.
+    """
+    a = rotate / 360.0 * 2 * math.pi
+    tx, ty = (float(v) for v in translate)
+    return np.array([[math.cos(a), math.sin(a), tx], [-math.sin(a), math.cos(a), ty],
+                     [0.0, 0.0, 1.0]])
+
+
+def _as_config(config):
+    if isinstance(config, GeneratorConfig):
+        return config
+    if isinstance(config, dict):
+        return GeneratorConfig.from_dict(config)
+    raise TypeError(f"config: expected a GeneratorConfig or dict, got {type(config).__name__}")
+
+
+@keras.saving.register_keras_serializable(package="sg3keras")
+class SynthesisNetwork(keras.layers.Layer):
+    """Fourier-feature input followed by ``num_layers + 1`` synthesis layers and output scale.
+
+    Args:
+        config: :class:`GeneratorConfig` (or its dict) of a ``stylegan3`` generator.
+        impl: ``filtered_lrelu`` implementation, ``"fast"`` (default) or ``"ref"``.
+        seed: seed of the random Fourier features (None = random).
+
+    Call arguments:
+        ws: ``[N, num_ws, w_dim]``; update_emas: update every ``magnitude_ema`` first.
+
+    Returns images ``[N, R, R, img_channels]`` (float32, x ``output_scale``, unclamped).
+    """
+
+    def __init__(self, config, impl="fast", seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.config = _as_config(config)
+        self.impl = impl
+        self.seed = seed
+        cfg = self.config
+        self.schedule = synthesis_schedule(cfg)
+        self.num_ws = self.schedule.num_ws
+        spec = self.schedule.input
+        self._input_layer = SynthesisInput(cfg.w_dim, spec.channels, spec.size, spec.sampling_rate,
+                                    spec.bandwidth, seed=seed, name="input")
+        self.layer_names = [s.name for s in self.schedule.layers]
+        self.synthesis_layers = [
+            SynthesisLayer(cfg.w_dim, name=s.name, impl=impl, **s.layer_kwargs())
+            for s in self.schedule.layers]
+
+    @property
+    def input(self):
+        """The Fourier-feature :class:`SynthesisInput` layer (official name ``input``)."""
+        return self._input_layer
+
+    def build(self, input_shape=None):
+        self.input.build()
+        for layer in self.synthesis_layers:
+            layer.build()
+
+    def call(self, ws, update_emas=False):
+        cfg = self.config
+        assert_shape(ws, [None, self.num_ws, cfg.w_dim], name="ws")
+        ws = ops.cast(ws, "float32")
+        x = self.input(ws[:, 0])
+        for i, layer in enumerate(self.synthesis_layers):
+            x = layer(x, ws[:, i + 1], update_emas=update_emas)
+        if cfg.output_scale != 1:
+            x = x * cfg.output_scale
+        assert_shape(x, [None, cfg.img_resolution, cfg.img_resolution, cfg.img_channels],
+                     name="images")
+        return ops.cast(x, "float32")
+
+    def compute_output_shape(self, ws_shape):
+        r = self.config.img_resolution
+        return (ws_shape[0], r, r, self.config.img_channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(config=self.config.to_dict(), impl=self.impl, seed=self.seed)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="sg3keras")
+class Generator(keras.Model):
+    """StyleGAN3 generator ``G(z, c) -> images`` (NHWC, float32).
+
+    Args:
+        config: :class:`GeneratorConfig` (or its dict); ``family`` must be ``"stylegan3"``.
+        impl: ``filtered_lrelu`` implementation, ``"fast"`` (default) or ``"ref"``.
+        seed: seed of the random Fourier features (None = random).
+
+    Call arguments:
+        z: ``[N, z_dim]``; c: ``[N, c_dim]`` (required when ``c_dim > 0``);
+        truncation_psi: float or scalar tensor (1 = none); truncation_cutoff: None = all ws,
+        0 = none; training: unused (no dropout); update_emas: update ``mapping.w_avg`` and
+        every ``magnitude_ema`` (the training-time D phase does this).
+
+    Example:
+        >>> G = Generator.from_preset("stylegan3-t", img_resolution=16, channel_base=256,
+        ...                           channel_max=16, z_dim=8, w_dim=8)
+        >>> img = G(keras.random.normal([2, 8]), truncation_psi=0.7)
+
+    Reference: Karras et al., "Alias-Free Generative Adversarial Networks", NeurIPS 2021.
+    """
+
+    def __init__(self, config, impl="fast", seed=None, **kwargs):
+        kwargs.setdefault("name", "generator")
+        super().__init__(**kwargs)
+        self.config = _as_config(config)
+        if self.config.family != "stylegan3":
+            raise ValueError(f"config.family: expected 'stylegan3', got "
+                             f"{self.config.family!r}; use Generator.from_preset/from_config")
+        self.impl = impl
+        self.seed = seed
+        cfg = self.config
+        self.z_dim, self.c_dim, self.w_dim = cfg.z_dim, cfg.c_dim, cfg.w_dim
+        self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
+        self.synthesis = SynthesisNetwork(cfg, impl=impl, seed=seed, name="synthesis")
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.num_ws,
+                                      num_layers=cfg.mapping_layers,
+                                      lr_multiplier=cfg.mapping_lr_multiplier,
+                                      w_avg_beta=cfg.w_avg_beta, name="mapping")
+        self.build()
+
+    @classmethod
+    def from_preset(cls, name, img_resolution=None, batch=None, **overrides):
+        """Build from a :data:`sg3keras.config.PRESETS` entry (``stylegan2`` → StyleGAN2 G)."""
+        impl = overrides.pop("impl", "fast")
+        seed = overrides.pop("seed", None)
+        cfg = resolve_preset(name, img_resolution=img_resolution, batch=batch,
+                             **overrides).generator
+        if cfg.family == "stylegan2":
+            from sg3keras.models.stylegan2_generator import StyleGAN2Generator
+            return StyleGAN2Generator.from_config_dataclass(cfg)
+        return cls(cfg, impl=impl, seed=seed)
+
+    def build(self, input_shape=None):
+        self.synthesis.build()
+        self.mapping.build()
+        self.built = True
+
+    def call(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, training=False,
+             update_emas=False):
+        ws = self.mapping(z, c, truncation_psi=truncation_psi,
+                          truncation_cutoff=truncation_cutoff, update_emas=update_emas)
+        return self.synthesis(ws, update_emas=update_emas)
+
+    def set_transform(self, translate=(0.0, 0.0), rotate=0.0):
+        """Set the input transform like ``gen_images.py --translate --rotate`` (degrees)."""
+        self.set_transform_matrix(np.linalg.inv(make_transform(translate, rotate)))
+
+    def set_transform_matrix(self, m):
+        """Store ``m`` (the *inverse* transform, ``[3, 3]``) in ``synthesis.input.transform``."""
+        m = np.asarray(m, dtype=np.float64)
+        if m.shape != (3, 3):
+            raise ValueError(f"transform matrix: expected shape [3, 3], got {list(m.shape)}")
+        self.synthesis.input.transform.assign(m.astype(np.float32))
+
+    def compute_output_shape(self, z_shape, *args, **kwargs):
+        return (z_shape[0], self.img_resolution, self.img_resolution, self.img_channels)
+
+    def get_config(self):
+        return dict(name=self.name, trainable=self.trainable, config=self.config.to_dict(),
+                    impl=self.impl, seed=self.seed)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
