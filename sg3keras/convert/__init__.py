@@ -15,6 +15,7 @@ _EXPORTS = {
     "discriminator_from_official": "sg3keras.convert.discriminator",
     "load_official_pickle": "sg3keras.convert.official_pickle",
     "read_official_pickle": "sg3keras.convert.pickle_reader",
+    "stylegan2_generator_from_official": "sg3keras.convert.stylegan2",
 }
 
 __all__ = sorted(_EXPORTS)
