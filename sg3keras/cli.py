@@ -82,12 +82,13 @@ def dataset(source, dest, resolution, transform, max_images, skip_bad):
 
 
 @main.command()
-@click.option("--outdir", required=True, type=click.Path(file_okay=False))
-@click.option("--cfg", required=True, type=click.Choice(["stylegan3-t", "stylegan3-r", "stylegan2"]))
-@click.option("--data", required=True, type=click.Path(exists=True))
-@click.option("--gpus", type=click.IntRange(min=1), required=True)
-@click.option("--batch", type=click.IntRange(min=1), required=True)
-@click.option("--gamma", type=click.FloatRange(min=0), required=True)
+@click.option("--outdir", type=click.Path(file_okay=False), help="[required] Where runs go")
+@click.option("--cfg", type=click.Choice(["stylegan3-t", "stylegan3-r", "stylegan2"]),
+              help="[required] Base configuration")
+@click.option("--data", type=click.Path(exists=True), help="[required] Dataset zip or folder")
+@click.option("--gpus", type=click.IntRange(min=1), help="[required] Number of GPUs/replicas")
+@click.option("--batch", type=click.IntRange(min=1), help="[required] Total batch size")
+@click.option("--gamma", type=click.FloatRange(min=0), help="[required] R1 weight")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--batch-gpu", type=click.IntRange(min=1), default=None)
 @click.option("--cond", type=bool, default=False, show_default=True)
@@ -110,14 +111,22 @@ def dataset(source, dest, resolution, transform, max_images, skip_bad):
 @click.option("--mixed-precision", type=click.Choice(["mixed_bfloat16", "mixed_float16"]),
               default=None)
 @click.option("--metrics", default="", help="Comma-separated metric names, e.g. fid50k_full")
-@click.option("--resume", type=click.Path(exists=True, file_okay=False), default=None)
+@click.option("--resume", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Continue the run in this directory exactly where it stopped")
+@click.option("--fused-ops/--no-fused-ops", default=True, show_default=True,
+              help="XLA-fused filtered_lrelu (off: reference ops)")
+@click.option("--deterministic", is_flag=True, help="Enable TensorFlow op determinism")
 @click.option("--dry-run", "-n", is_flag=True, help="Print the resolved options and exit")
 def train(dry_run, **kwargs):
     """Train a StyleGAN3 / StyleGAN2 (official train.py flags)."""
     from sg3keras.training.loop import TrainOptions, describe, train as run
+    required = ["outdir", "cfg", "data", "gpus", "batch", "gamma"]
+    missing = [f"--{k}" for k in required if kwargs[k] is None and not kwargs["resume"]]
+    if missing:
+        _fail(f"Missing option(s) {', '.join(missing)} (all required unless --resume)")
     kwargs["metrics"] = tuple(m for m in kwargs["metrics"].split(",") if m)
     kwargs.pop("batch_gpu")
-    opts = TrainOptions(**kwargs)
+    opts = TrainOptions(**{k: v for k, v in kwargs.items() if v is not None})
     try:
         if dry_run:
             click.echo(json.dumps(describe(opts), indent=2, default=str))
@@ -138,7 +147,7 @@ def train(dry_run, **kwargs):
 @click.option("--detector-dir", type=click.Path(file_okay=False), default=None)
 def metrics(network, metric_names, data, mirror, num_samples, gpus, detector_dir):
     """Evaluate metrics (official calc_metrics.py names); appends results as JSONL."""
-    from sg3keras.metrics.cli import evaluate
+    from sg3keras.metrics.evaluate import evaluate
     try:
         for line in evaluate(network, metric_names.split(","), data, mirror, num_samples, gpus,
                              detector_dir):
@@ -154,6 +163,142 @@ def demo(outdir, minutes):
     """Train a tiny StyleGAN3-T on a bundled image set for a few minutes and show results."""
     from sg3keras.demo import run_demo
     run_demo(outdir, minutes=minutes, log=click.echo)
+
+
+def _grid(s):
+    try:
+        w, h = (int(v) for v in s.lower().split("x"))
+        return w, h
+    except ValueError:
+        raise click.BadParameter(f"expected WxH, e.g. 2x2, got {s!r}") from None
+
+
+@main.command()
+@click.option("--network", required=True, help=".keras file, official .pkl, or run dir")
+@click.option("--seeds", default="0-3", show_default=True, help="Keyframe seeds, e.g. '0-31'")
+@click.option("--output", required=True, type=click.Path(dir_okay=False), help="MP4 file")
+@click.option("--grid", default="1x1", show_default=True, help="Grid of videos, WxH")
+@click.option("--num-keyframes", type=int, default=None)
+@click.option("--w-frames", type=int, default=120, show_default=True)
+@click.option("--kind", default="cubic", show_default=True, help="scipy interp1d kind")
+@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True)
+@click.option("--shuffle-seed", type=int, default=None)
+@click.option("--translate-path", type=click.Choice(["none", "line", "circle"]), default=None,
+              help="Instead of a latent walk: move the input translation (StyleGAN3)")
+@click.option("--rotate-path", type=click.Choice(["none", "spin", "rock"]), default=None,
+              help="Instead of a latent walk: rotate the input (StyleGAN3)")
+@click.option("--frames", type=int, default=120, show_default=True, help="Transform videos")
+def video(network, seeds, output, grid, num_keyframes, w_frames, kind, truncation_psi,
+          shuffle_seed, translate_path, rotate_path, frames):
+    """Latent-interpolation video (official gen_video.py flags) or an input-transform video."""
+    from sg3keras.networks import load_network
+    from sg3keras.tools.video import render_transform_video, render_video
+    try:
+        G, seeds = load_network(network), parse_range(seeds)
+        if translate_path or rotate_path:
+            render_transform_video(G, seeds[0], output, translate_path=translate_path or "none",
+                                   rotate_path=rotate_path or "none", frames=frames,
+                                   truncation_psi=truncation_psi)
+        else:
+            render_video(G, seeds, output, grid=_grid(grid), w_frames=w_frames,
+                         num_keyframes=num_keyframes, kind=kind, truncation_psi=truncation_psi,
+                         shuffle_seed=shuffle_seed)
+    except (ValueError, ImportError) as e:
+        _fail(e)
+    click.echo(output)
+
+
+@main.command()
+@click.option("--network", required=True, help=".keras file, official .pkl, or run dir")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True, help="Central latent")
+@click.option("--seeds", default=None, help="Seeds of the interpolation strip, e.g. '0-7'")
+@click.option("--num", type=int, default=64, show_default=True, help="Images averaged")
+@click.option("--radius", type=float, default=0.2, show_default=True)
+@click.option("--space", type=click.Choice(["z", "w"]), default="z", show_default=True)
+@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True)
+def sticking(network, outdir, seed, seeds, num, radius, space, truncation_psi):
+    """Texture-sticking pictures (paper Fig. 1): neighbourhood average and pixel strips."""
+    from sg3keras.networks import load_network
+    from sg3keras.tools.sticking import write_sticking
+    try:
+        out = write_sticking(load_network(network), outdir, seed=seed,
+                             seeds=parse_range(seeds, "--seeds") if seeds else None, num=num,
+                             radius=radius, space=space, truncation_psi=truncation_psi)
+    except ValueError as e:
+        _fail(e)
+    for p in out["paths"]:
+        click.echo(p)
+
+
+@main.command()
+@click.option("--network", required=True, help=".keras file, official .pkl, or run dir")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--translate-int", default="0.125,-0.0625", show_default=True)
+@click.option("--translate-frac", default="0.0917,0.0339", show_default=True)
+@click.option("--rotate", type=float, default=30.0, show_default=True, help="Degrees")
+def eqmap(network, outdir, seed, translate_int, translate_frac, rotate):
+    """Equivariance pictures: transformed input vs transformed output, error map and PSNR."""
+    from sg3keras.networks import load_network
+    from sg3keras.tools.eqmap import equivariance_maps
+    try:
+        out = equivariance_maps(load_network(network), outdir, seed=seed,
+                                translate_int=parse_vec2(translate_int, "--translate-int"),
+                                translate_frac=parse_vec2(translate_frac, "--translate-frac"),
+                                rotate_deg=rotate)
+    except ValueError as e:
+        _fail(e)
+    for kind, psnr in out["psnr"].items():
+        click.echo(f"{kind}: PSNR {psnr:.2f} dB")
+    for p in out["paths"]:
+        click.echo(p)
+
+
+@main.command()
+@click.option("--data", type=click.Path(exists=True), default=None, help="Dataset zip/folder")
+@click.option("--network", default=None, help="Generator (.keras, .pkl or run dir)")
+@click.option("--num", type=int, default=None, help="Images to use (required for --network)")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False))
+@click.option("--name", default="spectrum", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--beta", type=float, default=8, show_default=True)
+@click.option("--interp", type=int, default=4, show_default=True)
+def spectra(data, network, num, outdir, name, seed, beta, interp):
+    """Average power spectrum of a dataset or generator (official avg_spectra.py)."""
+    from sg3keras.tools.spectra import write_spectra
+    if bool(data) == bool(network):
+        _fail("give exactly one of --data or --network")
+    try:
+        if network:
+            from sg3keras.networks import load_network
+            source = load_network(network)
+            if num is None:
+                _fail("--num is required with --network")
+        else:
+            source = data
+        out = write_spectra(source, outdir, name=name, num=num, seed=seed, beta=beta,
+                            interp=interp)
+    except ValueError as e:
+        _fail(e)
+    for p in out["paths"]:
+        click.echo(p)
+
+
+@main.command()
+@click.option("--cfg", type=click.Choice(["stylegan3-t", "stylegan3-r"]), default="stylegan3-t")
+@click.option("--resolution", type=int, default=1024, show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), default=None, help="PNG plot")
+def layers(cfg, resolution, output):
+    """The layer schedule of a config: a table, and a plot like the paper's Figure 4."""
+    from sg3keras.tools.layers_plot import plot_layer_schedule, resolve_config, schedule_table
+    try:
+        config = resolve_config(cfg, resolution)
+        click.echo(schedule_table(config))
+        if output:
+            click.echo(plot_layer_schedule(config, output))
+    except (ValueError, ImportError) as e:
+        _fail(e)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ def atomic_write(path, mode="wb"):
             yield f
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)      # mkstemp creates 0600; give the usual permissions.
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

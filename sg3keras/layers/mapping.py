@@ -75,7 +75,7 @@ class MappingNetwork(keras.layers.Layer):
             fc.build((None, features))
             features = self.w_dim
         self.w_avg = self.add_weight(name="w_avg", shape=(self.w_dim,), initializer="zeros",
-                                     trainable=False)
+                                     trainable=False, aggregation="mean")  # See SynthesisLayer.
 
     def _check_inputs(self, z, c):
         if len(z.shape) != 2 or (z.shape[1] is not None and z.shape[1] != self.z_dim):

@@ -101,8 +101,10 @@ class SynthesisLayer(keras.layers.Layer):
                                       shape=(k, k, self.in_channels, self.out_channels),
                                       initializer=keras.initializers.RandomNormal(1.0))
         self.bias = self.add_weight(name="bias", shape=(self.out_channels,), initializer="zeros")
+        # aggregation="mean": under tf.distribute each replica updates with its local batch;
+        # the mean of those lerps is exactly the lerp with the global-batch mean.
         self.magnitude_ema = self.add_weight(name="magnitude_ema", shape=(), trainable=False,
-                                             initializer="ones")
+                                             initializer="ones", aggregation="mean")
         up, down = self._filters()
         self.up_filter = None if up is None else self._buffer("up_filter", up)
         self.down_filter = None if down is None else self._buffer("down_filter", down)

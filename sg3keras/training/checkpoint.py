@@ -22,7 +22,8 @@ import numpy as np
 
 from sg3keras.utils import atomic_write_bytes, atomic_write_json
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "CheckpointError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "CheckpointError",
+           "NonFiniteStateError"]
 
 CKPT_DIR = "checkpoints"
 
@@ -36,12 +37,25 @@ def _variables(trainer):
     return trainer.checkpoint_variables()
 
 
+class NonFiniteStateError(CheckpointError):
+    """The state to be saved holds NaN/Inf values (training diverged); nothing was written."""
+
+
 def save_checkpoint(run_dir, trainer, meta, keep=2):
-    """Write ``checkpoints/ckpt-<step>.npz`` and point ``latest.json`` at it. Returns its path."""
+    """Write ``checkpoints/ckpt-<step>.npz`` and point ``latest.json`` at it. Returns its path.
+
+    Refuses (:class:`NonFiniteStateError`) to save a state with NaN/Inf weights, so the latest
+    checkpoint is always a usable one.
+    """
     pairs = _variables(trainer)
-    arrays = {}
+    arrays, bad = {}, []
     for i, (key, var) in enumerate(pairs):
-        arrays[f"{i:05d}|{key}"] = np.asarray(var.numpy() if hasattr(var, "numpy") else var)
+        value = np.asarray(var.numpy() if hasattr(var, "numpy") else var)
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            bad.append(key)
+        arrays[f"{i:05d}|{key}"] = value
+    if bad:
+        raise NonFiniteStateError(f"{len(bad)} variable(s) hold NaN/Inf, e.g. {bad[:3]}")
     arrays["__meta__"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)

@@ -11,7 +11,9 @@ configured at program startup").
 
 import json
 import os
+import sys
 import tempfile
+import threading
 
 import tensorflow as tf
 
@@ -29,8 +31,40 @@ def num_workers_from_env():
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
-def make_strategy(gpus=1, workers=1, collective_timeout=120.0):
-    """Return the strategy for ``--gpus``/``--workers`` (see module docstring)."""
+def _with_watchdog(fn, timeout, what):
+    """Run ``fn()``; if it has not returned after ``timeout`` s, report and exit the process.
+
+    The MultiWorkerMirroredStrategy constructor waits forever for a peer that never starts and
+    ignores SIGTERM meanwhile; a hard exit with a message is the only way out.
+    """
+    done = threading.Event()
+
+    def expire():
+        if not done.is_set():
+            sys.stderr.write(f"sg3keras: {what} did not finish within {timeout:g} s; is every "
+                             "worker named in TF_CONFIG running and reachable? Exiting.\n")
+            sys.stderr.flush()
+            os._exit(3)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        return fn()
+    finally:
+        done.set()
+        timer.cancel()
+
+
+def make_strategy(gpus=1, workers=1, collective_timeout=120.0, startup_timeout=None):
+    """Return the strategy for ``--gpus``/``--workers`` (see module docstring).
+
+    ``collective_timeout`` bounds every cross-worker collective (a dead peer mid-run raises an
+    error instead of hanging); ``startup_timeout`` (default ``$SG3KERAS_STARTUP_TIMEOUT`` or
+    300 s) bounds the wait for all workers to join.
+    """
+    if startup_timeout is None:
+        startup_timeout = float(os.environ.get("SG3KERAS_STARTUP_TIMEOUT", 300))
     env_workers = num_workers_from_env()
     if workers > 1 or env_workers > 1:
         if env_workers < 2:
@@ -39,7 +73,10 @@ def make_strategy(gpus=1, workers=1, collective_timeout=120.0):
         options = tf.distribute.experimental.CommunicationOptions(
             implementation=tf.distribute.experimental.CommunicationImplementation.RING,
             timeout_seconds=collective_timeout)
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        strategy = _with_watchdog(
+            lambda: tf.distribute.MultiWorkerMirroredStrategy(communication_options=options),
+            startup_timeout, "joining the MultiWorkerMirroredStrategy cluster")
+        return strategy
     if gpus > 1:
         physical = tf.config.list_physical_devices("GPU")
         if physical:

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from sg3keras import losses
 from sg3keras.config import LossConfig, TrainConfig
 from sg3keras.ops.upfirdn2d import filter2d
 from sg3keras.training import compat
@@ -142,6 +143,11 @@ class StyleGAN(keras.Model):
             raise ValueError("StyleGAN.compile: steps_per_execution must be 1 (lazy "
                              "regularisation selects a compiled step per iteration)")
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
+        # Build every sub-layer now (Keras's symbolic build under a strategy would call
+        # ``call`` with a real batch): one tiny D evaluation builds the weight-less ones.
+        res, ch = self.G.img_resolution, self.G.img_channels
+        c = tf.zeros([1, self.c_dim]) if self.c_dim else None
+        self.D(tf.zeros([1, res, res, ch]), c)
         self.g_optimizer.build(self.G.trainable_variables)
         self.d_optimizer.build(self.D.trainable_variables)
         self.built = True
@@ -265,7 +271,7 @@ class StyleGAN(keras.Model):
         with tf.GradientTape() as tape:
             img, _ = self._run_G(z, c, _PH_GMAIN)
             fake_logits = self._run_D(img, c, sigma)
-            loss_g = tf.nn.softplus(-fake_logits)
+            loss_g = losses.nonsaturating_generator_loss(fake_logits)
             loss = self._avg(loss_g)
         self._apply(self.g_optimizer, tape.gradient(loss, self.G.trainable_variables), self.G)
         self.trackers["Loss/scores/fake"].update_state(fake_logits)
@@ -282,7 +288,8 @@ class StyleGAN(keras.Model):
         with tf.GradientTape() as tape:
             fake_logits = self._run_D(img, c, sigma)
             real_logits = self._run_D(real, real_c, sigma)
-            loss_d = tf.nn.softplus(fake_logits) + tf.nn.softplus(-real_logits)
+            loss_real, loss_fake = losses.nonsaturating_discriminator_loss(real_logits, fake_logits)
+            loss_d = loss_real + loss_fake
             loss = self._avg(loss_d)
         self._apply(self.d_optimizer, tape.gradient(loss, self.D.trainable_variables), self.D)
         self.trackers["Loss/scores/real"].update_state(real_logits)
@@ -292,12 +299,8 @@ class StyleGAN(keras.Model):
 
         if do_dreg:
             with tf.GradientTape() as tape:
-                with tf.GradientTape() as inner:
-                    inner.watch(real)
-                    reg_logits = self._run_D(real, real_c, sigma)
-                    total = tf.reduce_sum(reg_logits)
-                r1_grads = inner.gradient(total, real)
-                penalty = tf.reduce_sum(tf.square(r1_grads), axis=[1, 2, 3])
+                penalty, reg_logits = losses.r1_penalty(
+                    lambda x: self._run_D(x, real_c, sigma), real)
                 loss_r1 = penalty * (lc.r1_gamma / 2) * tc.d_reg_interval
                 loss = self._avg(loss_r1)
             self._apply(self.d_optimizer, tape.gradient(loss, self.D.trainable_variables), self.D)
@@ -310,7 +313,11 @@ class StyleGAN(keras.Model):
         return self._logs()
 
     def _apply(self, optimizer, grads, model):
-        optimizer.apply(_sanitize(grads), model.trainable_variables)
+        """One optimizer step on the variables that have a gradient (as official: a parameter
+        outside the loss's graph, e.g. D's output bias under R1, is left alone)."""
+        pairs = [(g, v) for g, v in zip(_sanitize(grads), model.trainable_variables)
+                 if g is not None]
+        optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
 
     def _path_length_step(self, n):
         """StyleGAN2 Greg: path-length penalty on batch/shrink samples, x g_reg_interval."""
@@ -321,22 +328,14 @@ class StyleGAN(keras.Model):
         c = self._gen_labels(_PH_GREG, n)[:n_pl]
         with tf.GradientTape() as tape:
             ws = self.G.mapping(z, self._c(c))
-            with tf.GradientTape() as inner:
-                inner.watch(ws)
-                img = self.G.synthesis(ws)
-                h, w = img.shape[1], img.shape[2]
-                noise = tf.random.stateless_normal(tf.shape(img), seed=self._seed(_PH_GREG + 48))
-                noise = noise / math.sqrt(h * w)
-                total = tf.reduce_sum(img * noise)
-            grads = inner.gradient(total, ws)
-            lengths = tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=2), axis=1))
-            ctx = tf.distribute.get_replica_context()
-            mean_len = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, tf.reduce_mean(lengths))
-            pl_mean = self.pl_mean + lc.pl_decay * (mean_len - self.pl_mean)
-            penalty = tf.square(lengths - pl_mean)
+            res = self.G.img_resolution
+            noise = tf.random.stateless_normal(
+                [n_pl, res, res, self.G.img_channels], seed=self._seed(_PH_GREG + 48))
+            penalty, pl_mean = losses.path_length_penalty(
+                self.G.synthesis, ws, self.pl_mean, lc.pl_decay, noise=noise / res)
             loss = self._avg(penalty * lc.pl_weight * tc.g_reg_interval,
                              batch=max(self.global_batch // shrink, 1))
-        self.pl_mean.assign(tf.stop_gradient(pl_mean))
+        self.pl_mean.assign(pl_mean)
         self._apply(self.g_optimizer, tape.gradient(loss, self.G.trainable_variables), self.G)
         self.trackers["Loss/pl_penalty"].update_state(penalty)
 

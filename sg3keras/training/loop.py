@@ -216,6 +216,7 @@ def build_gan(cfg, dataset, strategy, seed=0, impl="fast"):
     from sg3keras.training.gan import StyleGAN
 
     g_cfg, d_cfg, train_cfg = cfg["generator"], cfg["discriminator"], cfg["train"]
+    keras.utils.set_random_seed(seed)    # Same initial weights in every process / worker.
     with strategy.scope():
         G = _make_generator(g_cfg, seed, "G", impl)
         G_ema = _make_generator(g_cfg, seed, "G_ema", impl)
@@ -310,62 +311,70 @@ class TickCallback(keras.callbacks.Callback):
         return grid
 
     def on_epoch_end(self, epoch, logs=None):
-        import tensorflow as tf
-        from sg3keras.training.checkpoint import save_checkpoint
+        from sg3keras.training.checkpoint import NonFiniteStateError, save_checkpoint
 
         logs = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in (logs or {}).items()}
-        tick = epoch + 1
-        now = time.time()
+        tick, now = epoch + 1, time.time()
         nimg = int(self.gan.cur_nimg.numpy())
         kimg = nimg / 1000.0
-        sec_tick = now - self.tick_start
-        sec_kimg = sec_tick / max((nimg - self.nimg_start) / 1000.0, 1e-9)
-        total_sec = self.start_offset + now - self.t0
+        timing = dict(sec_tick=now - self.tick_start,
+                      sec_kimg=(now - self.tick_start) / max((nimg - self.nimg_start) / 1e3, 1e-9),
+                      total_sec=self.start_offset + now - self.t0)
         remaining = self.cfg["total_steps"] * self.opts.batch / 1000.0 - kimg
+        self.log(f"tick {tick:<5d} kimg {kimg:<8.3f} time {_fmt_time(timing['total_sec']):<9s} "
+                 f"sec/tick {timing['sec_tick']:<7.1f} sec/kimg {timing['sec_kimg']:<7.2f} "
+                 f"eta {_fmt_time(max(remaining, 0) * timing['sec_kimg']):<9s} "
+                 f"augment {logs.get('augment_p', 0.0):.3f} "
+                 f"G {logs.get('Loss/G/loss', float('nan')):.4f} "
+                 f"D {logs.get('Loss/D/loss', float('nan')):.4f} "
+                 f"R1 {logs.get('Loss/r1_penalty', float('nan')):.4f}")
         bad = [k for k, v in logs.items() if k.startswith("Loss/") and not np.isfinite(v)]
-        line = (f"tick {tick:<5d} kimg {kimg:<8.3f} time {_fmt_time(total_sec):<9s} "
-                f"sec/tick {sec_tick:<7.1f} sec/kimg {sec_kimg:<7.2f} "
-                f"eta {_fmt_time(max(remaining, 0) * sec_kimg):<9s} "
-                f"augment {logs.get('augment_p', 0.0):.3f} "
-                f"G {logs.get('Loss/G/loss', float('nan')):.4f} "
-                f"D {logs.get('Loss/D/loss', float('nan')):.4f} "
-                f"R1 {logs.get('Loss/r1_penalty', float('nan')):.4f}")
-        self.log(line)
         if bad:
-            self.error = TrainingDivergedError(
-                f"Loss became NaN/Inf at tick {tick} (kimg {kimg:.3f}): {bad}. Stopping; the "
-                f"last good checkpoint in {self.run_dir}/checkpoints is kept.")
-            self.log(str(self.error))
-            self.model.stop_training = True
+            self._diverged(f"Loss became NaN/Inf at tick {tick} (kimg {kimg:.3f}): {bad}")
             return
         meta = dict(step=int(self.gan.step.numpy()), tick=tick, kimg=kimg, nimg=nimg,
-                    total_sec=total_sec, augment_p=logs.get("augment_p", 0.0))
-        snapshot = self.opts.snap and tick % self.opts.snap == 0
-        done = meta["step"] >= self.cfg["total_steps"]
+                    total_sec=timing["total_sec"], augment_p=logs.get("augment_p", 0.0))
+        snapshot = bool(self.opts.snap) and tick % self.opts.snap == 0
+        snapshot = snapshot or meta["step"] >= self.cfg["total_steps"]
         if self.chief:
-            with self.writer.as_default(step=nimg):
-                for k, v in logs.items():
-                    if k.startswith("Loss/"):
-                        tf.summary.scalar(k, v)
-                tf.summary.scalar("Progress/tick", tick)
-                tf.summary.scalar("Progress/kimg", kimg)
-                tf.summary.scalar("Progress/augment", logs.get("augment_p", 0.0))
-                tf.summary.scalar("Timing/total_sec", total_sec)
-                tf.summary.scalar("Timing/sec_per_tick", sec_tick)
-                tf.summary.scalar("Timing/sec_per_kimg", sec_kimg)
-                tf.summary.scalar("Resources/peak_rss_mb", _peak_rss_mb())
-                if snapshot or done:
-                    grid = self._save_grid(f"fakes{_kimg_tag(kimg)}.png")
-                    tf.summary.image("fakes", grid[None], max_outputs=1)
-            self.writer.flush()
-            save_checkpoint(self.run_dir, self.gan, meta)
-            if snapshot or done:
+            try:
+                save_checkpoint(self.run_dir, self.gan, meta)
+            except NonFiniteStateError as e:
+                self._diverged(f"Weights became NaN/Inf at tick {tick} (kimg {kimg:.3f}): {e}")
+                return
+            self._write_summaries(logs, tick, kimg, nimg, timing, snapshot)
+            if snapshot:
                 path = os.path.join(self.run_dir, f"network-snapshot-{_kimg_tag(kimg)}.keras")
                 save_keras_atomic(self.gan.G_ema, path)
                 self.log(f"snapshot {path}")
                 self._run_metrics(path, kimg, nimg)
         self.tick_start = time.time()
         self.nimg_start = nimg
+
+    def _write_summaries(self, logs, tick, kimg, nimg, timing, snapshot):
+        """TensorBoard scalars under the official names (global step = images seen)."""
+        import tensorflow as tf
+        with self.writer.as_default(step=nimg):
+            for k, v in logs.items():
+                if k.startswith("Loss/"):
+                    tf.summary.scalar(k, v)
+            tf.summary.scalar("Progress/tick", tick)
+            tf.summary.scalar("Progress/kimg", kimg)
+            tf.summary.scalar("Progress/augment", logs.get("augment_p", 0.0))
+            tf.summary.scalar("Timing/total_sec", timing["total_sec"])
+            tf.summary.scalar("Timing/sec_per_tick", timing["sec_tick"])
+            tf.summary.scalar("Timing/sec_per_kimg", timing["sec_kimg"])
+            tf.summary.scalar("Resources/peak_rss_mb", _peak_rss_mb())
+            if snapshot:
+                grid = self._save_grid(f"fakes{_kimg_tag(kimg)}.png")
+                tf.summary.image("fakes", grid[None], max_outputs=1)
+        self.writer.flush()
+
+    def _diverged(self, what):
+        self.error = TrainingDivergedError(
+            f"{what}. Stopping; the last good checkpoint in {self.run_dir}/checkpoints is kept.")
+        self.log(str(self.error))
+        self.model.stop_training = True
 
     def _run_metrics(self, snapshot_path, kimg, nimg):
         if not self.opts.metrics:
