@@ -56,10 +56,10 @@ def dynamic_blur(x, sigma, max_sigma):
         return x
     t = tf.range(-radius, radius + 1, dtype=tf.float32)
     safe = tf.maximum(sigma, 1e-8)
-    k = tf.exp2(-tf.square(t / safe))
+    k = tf.pow(2.0, -tf.square(t / safe))
     k = tf.where(tf.abs(t) <= tf.floor(sigma * 3), k, tf.zeros_like(k))
     k = k / tf.reduce_sum(k)
-    return filter2d(x, k, padding=radius)
+    return filter2d(x, k)   # filter2d pads by the filter radius: same-size output
 
 
 def _sanitize(grads):
@@ -167,7 +167,8 @@ class StyleGAN(keras.Model):
             if obj is None:
                 continue
             for i, v in enumerate(obj.variables):
-                pairs.append((f"{prefix}/{i:04d}/{v.path}", v))
+                # Index + short name: auto-numbered object names (adam_3, ...) vary by process.
+                pairs.append((f"{prefix}/{i:04d}/{v.name}", v))
         for v in [self.step, self.cur_nimg, self.pl_mean, self.ada_sign_sum, self.ada_count]:
             pairs.append((f"trainer/{v.name}", v))
         return pairs

@@ -1,0 +1,144 @@
+"""Generator forward benchmark: time per image, achieved GFLOP/s, peak RSS, FLOP floor.
+
+For stylegan3-t and stylegan3-r at 256 px with the official default channels (channel_base 32768,
+channel_max 512; -r doubled), batch 4, it measures three variants, each in a fresh process:
+
+* ``fp32-ref``  -- reference filtered_lrelu (bias -> zero-stuffed upfirdn -> lrelu -> upfirdn);
+* ``fp32-fast`` -- the XLA-fused polyphase filtered_lrelu (the generator's default);
+* ``bf16-fast`` -- ``mixed_bfloat16`` compute with the fast path; PSNR of its images vs fp32.
+
+FLOPs are counted from the layer schedule: the modulated convolutions (full convolution, 2 FLOPs
+per MAC) and the minimal polyphase filtering work (separable up filter: taps/up MACs per output
+sample per axis; down filter only at kept samples; radial filters 2-D). The FLOP floor is
+FLOPs / (the machine's fp32 matmul rate, measured at start).
+
+Usage: python bench/generator.py [--res 256] [--batch 4] [--reps 2] [--configs t,r]
+       [--variants fp32-ref,fp32-fast,bf16-fast]
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def schedule_flops(cfg, batch):
+    """Forward FLOPs of the synthesis network for ``batch`` images (see module docstring)."""
+    from sg3keras.models.schedule import synthesis_schedule
+    sch = synthesis_schedule(cfg)
+    total = 0.0
+    for L in sch.layers:
+        k = L.conv_kernel
+        conv_out = L.in_size + k - 1                       # "full" convolution
+        total += 2.0 * batch * conv_out ** 2 * k * k * L.in_channels * L.out_channels
+        c, up, down = L.out_channels, L.up_factor, L.down_factor
+        px0, px1 = L.padding[0], L.padding[1]
+        tmp = conv_out * up + px0 + px1 - (L.up_taps - 1)  # after the up filter
+        if L.up_taps > 1:                                  # separable, polyphase
+            total += 2.0 * batch * c * (conv_out * tmp + tmp * tmp) * (L.up_taps / up)
+        if L.down_taps > 1:
+            out = L.out_size
+            if L.down_radial:
+                total += 2.0 * batch * c * out * out * L.down_taps ** 2
+            else:
+                total += 2.0 * batch * c * (tmp * out + out * out) * L.down_taps
+    return total
+
+
+def matmul_rate(n=2048, reps=5):
+    import tensorflow as tf
+    a = tf.random.normal([n, n])
+    b = tf.random.normal([n, n])
+    f = tf.function(lambda: tf.matmul(a, b))
+    f()
+    best = min(_timed(f) for _ in range(reps))
+    return 2.0 * n ** 3 / best
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    _ = out.numpy() if hasattr(out, "numpy") else out
+    return time.perf_counter() - t0
+
+
+def run_one(cfg_name, res, batch, variant, reps, out_npy):
+    """Child process: build, warm up, time; print one JSON line."""
+    import keras
+    import numpy as np
+    if variant.startswith("bf16"):
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    import tensorflow as tf
+
+    from sg3keras.models.generator import Generator
+    impl = "ref" if variant.endswith("ref") else "fast"
+    keras.utils.set_random_seed(0)
+    G = Generator.from_preset(cfg_name, img_resolution=res, impl=impl, seed=0)
+    z = tf.constant(np.random.RandomState(0).randn(batch, G.z_dim).astype(np.float32))
+    fwd = tf.function(lambda z: tf.cast(G(z), tf.float32))
+    t0 = time.perf_counter()
+    img = fwd(z).numpy()
+    first = time.perf_counter() - t0
+    best = min(_timed(lambda: fwd(z)) for _ in range(reps))
+    np.save(out_npy, img)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(dict(first_s=first, best_s=best, rss_mb=rss)))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--res", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--configs", default="t,r")
+    ap.add_argument("--variants", default="fp32-ref,fp32-fast,bf16-fast")
+    ap.add_argument("--child", nargs=4, metavar=("CFG", "VARIANT", "OUT", "RES"), default=None)
+    a = ap.parse_args()
+    if a.child:
+        cfg_name, variant, out, res = a.child
+        return run_one(cfg_name, int(res), a.batch, variant, a.reps, out)
+
+    import numpy as np
+
+    from sg3keras.config import resolve_preset
+    rate = matmul_rate()
+    print(f"fp32 matmul rate: {rate / 1e9:.1f} GFLOP/s (2048x2048, best of 5)")
+    print(f"{'config':<16}{'variant':<11}{'GFLOP':>8}{'floor s':>9}{'s/batch':>9}{'s/img':>8}"
+          f"{'x floor':>8}{'GFLOP/s':>9}{'RSS MB':>8}{'compile s':>10}{'PSNR':>7}")
+    tmp = os.path.join(ROOT, "out", "bench")
+    os.makedirs(tmp, exist_ok=True)
+    for c in a.configs.split(","):
+        cfg_name = f"stylegan3-{c}"
+        flops = schedule_flops(resolve_preset(cfg_name, img_resolution=a.res).generator, a.batch)
+        ref_img = None
+        for variant in a.variants.split(","):
+            out = os.path.join(tmp, f"{cfg_name}-{variant}.npy")
+            r = subprocess.run([sys.executable, __file__, "--batch", str(a.batch), "--reps",
+                                str(a.reps), "--child", cfg_name, variant, out, str(a.res)],
+                               capture_output=True, text=True)
+            if r.returncode:
+                print(f"{cfg_name:<16}{variant:<11} FAILED: {r.stderr.strip()[-300:]}")
+                continue
+            m = json.loads(r.stdout.strip().splitlines()[-1])
+            img = np.load(out)
+            psnr = ""
+            if variant.startswith("fp32") and ref_img is None:
+                ref_img = img
+            elif ref_img is not None:
+                mse = float(np.mean((img.astype(np.float64) - ref_img) ** 2))
+                psnr = f"{20 * np.log10(2) - 10 * np.log10(max(mse, 1e-30)):.1f}"
+            print(f"{cfg_name:<16}{variant:<11}{flops / 1e9:>8.1f}{flops / rate:>9.2f}"
+                  f"{m['best_s']:>9.2f}{m['best_s'] / a.batch:>8.2f}"
+                  f"{m['best_s'] / (flops / rate):>8.2f}{flops / m['best_s'] / 1e9:>9.1f}"
+                  f"{m['rss_mb']:>8.0f}{m['first_s']:>10.1f}{psnr:>7}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
