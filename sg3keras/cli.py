@@ -157,6 +157,23 @@ def metrics(network, metric_names, data, mirror, num_samples, gpus, detector_dir
 
 
 @main.command()
+@click.option("--network", required=True, help=".keras file, official .pkl, or run dir")
+@click.option("--outdir", default="savedmodels", show_default=True,
+              type=click.Path(file_okay=False))
+@click.option("--name", required=True, help="Model name (directory OUTDIR/NAME)")
+@click.option("--version", type=click.IntRange(min=1), default=None, help="Default: next free")
+@click.option("--format", "fmt", type=click.Choice(["savedmodel", "keras", "onnx"]),
+              default="savedmodel", show_default=True)
+def export(network, outdir, name, version, fmt):
+    """Export a generator for serving (TF Serving SavedModel, .keras or ONNX)."""
+    from sg3keras.export import export_network
+    try:
+        click.echo(export_network(network, outdir, name, version=version, fmt=fmt))
+    except (ValueError, OSError, ImportError) as e:
+        _fail(e)
+
+
+@main.command()
 @click.option("--outdir", default="out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--minutes", type=float, default=4.0, show_default=True)
 def demo(outdir, minutes):

@@ -68,7 +68,7 @@ class SynthesisInput(keras.layers.Layer):
         c = self.channels
         self.affine.build((None, self.w_dim))
         self.weight = self.add_weight(name="weight", shape=(c, c),
-                                      initializer=keras.initializers.RandomNormal(1.0))
+                                      initializer=keras.initializers.RandomNormal(stddev=1.0))
         gen = keras.random.SeedGenerator(self.seed)
         f = keras.random.normal((c, 2), seed=gen)
         radii = ops.sqrt(ops.sum(ops.square(f), axis=1, keepdims=True))

@@ -99,7 +99,7 @@ class SynthesisLayer(keras.layers.Layer):
         self.affine.build((None, self.w_dim))
         self.weight = self.add_weight(name="weight",
                                       shape=(k, k, self.in_channels, self.out_channels),
-                                      initializer=keras.initializers.RandomNormal(1.0))
+                                      initializer=keras.initializers.RandomNormal(stddev=1.0))
         self.bias = self.add_weight(name="bias", shape=(self.out_channels,), initializer="zeros")
         # aggregation="mean": under tf.distribute each replica updates with its local batch;
         # the mean of those lerps is exactly the lerp with the global-batch mean.
