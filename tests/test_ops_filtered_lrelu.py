@@ -1,0 +1,161 @@
+"""filtered_lrelu: fixture parity for both impls, ref-vs-fast values and gradients (eager,
+tf.function, XLA), dynamic batch, low-precision dtypes, argument checks, JAX backend."""
+
+import importlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from refdata import load_json, load_npz, nchw_to_nhwc
+
+from sg3keras.ops import filtered_lrelu
+
+fl_module = importlib.import_module("sg3keras.ops.filtered_lrelu")
+CASES = load_json("ops", "filtered_lrelu")["cases"]
+KW = ("up", "down", "padding", "gain", "slope", "clamp", "flip_filter")
+GRAD_CASES = [(n, "eager") for n in ("t32_L13_32_16", "r32_L5_52_32", "clamp_small",
+                                     "flip_filter", "padding_int_no_filters",
+                                     "padding_xy_up3_down1")] + [
+    ("nonsquare_padding4", "tf_function"), ("nonsquare_padding4", "outer_xla"),
+    ("clamp_small", "tf_function")]
+
+
+def _case(name):
+    c = next(c for c in CASES if c["name"] == name)
+    d = load_npz("ops", "filtered_lrelu")
+    args = dict(x=nchw_to_nhwc(d[name + "/x"]), fu=d.get(name + "/fu"), fd=d.get(name + "/fd"),
+                b=d.get(name + "/b"))
+    return args, {k: c[k] for k in KW}, nchw_to_nhwc(d[name + "/y"])
+
+
+@pytest.mark.parametrize("impl", ["ref", "fast"])
+@pytest.mark.parametrize("name", [c["name"] for c in CASES])
+def test_matches_fixture(name, impl):
+    args, kw, ref = _case(name)
+    y = filtered_lrelu(**args, **kw, impl=impl)
+    assert tuple(y.shape) == ref.shape
+    np.testing.assert_allclose(np.asarray(y), ref, rtol=0, atol=1e-5)
+
+
+def _grads(args, kw, impl, dy, wrap=None):
+    x = tf.constant(args["x"])
+    b = None if args["b"] is None else tf.constant(args["b"])
+    srcs = [x] + ([b] if b is not None else [])
+
+    def run(x, b):
+        with tf.GradientTape() as tape:
+            tape.watch([x] + ([b] if b is not None else []))
+            y = filtered_lrelu(x, args["fu"], args["fd"], b, **kw, impl=impl)
+            loss = tf.reduce_sum(y * dy)
+        return [y] + tape.gradient(loss, [x] + ([b] if b is not None else []))
+
+    out = (wrap(run) if wrap else run)(*srcs) if b is not None else \
+        (wrap(lambda x: run(x, None)) if wrap else (lambda x: run(x, None)))(x)
+    return [np.asarray(t) for t in out]
+
+
+@pytest.mark.parametrize("name,mode", GRAD_CASES)
+def test_fast_matches_ref_values_and_gradients(name, mode):
+    args, kw, ref = _case(name)
+    dy = tf.constant(np.random.default_rng(0).standard_normal(ref.shape).astype(np.float32))
+    wrap = {"eager": None, "tf_function": tf.function,
+            "outer_xla": lambda f: tf.function(f, jit_compile=True)}[mode]
+    want = _grads(args, kw, "ref", dy)                    # eager reference path
+    got = _grads(args, kw, "fast", dy, wrap)
+    np.testing.assert_allclose(got[0], want[0], rtol=0, atol=1e-5, err_msg="y")
+    np.testing.assert_allclose(got[1], want[1], rtol=0, atol=1e-5, err_msg="dx")
+    if len(want) == 3:  # db sums ~N*H*W float32 terms: allow their accumulated rounding
+        bound = 1e-6 * np.abs(want[1]).sum(axis=(0, 1, 2))
+        np.testing.assert_array_less(np.abs(got[2] - want[2]), bound + 1e-6, err_msg="db")
+
+
+def test_fast_2d_up_filter_matches_ref_and_separable():
+    args, kw, _ = _case("t32_L5_52_32")
+    fu2 = np.outer(args["fu"], args["fu"]).astype(np.float32)
+    sep = np.asarray(filtered_lrelu(**args, **kw, impl="fast"))
+    for impl in ("ref", "fast"):
+        y = np.asarray(filtered_lrelu(args["x"], fu2, args["fd"], args["b"], **kw, impl=impl))
+        np.testing.assert_allclose(y, sep, rtol=0, atol=1e-5, err_msg=impl)
+
+
+def test_fast_never_calls_ref(monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("fast path fell back to ref")
+    monkeypatch.setattr(fl_module, "_filtered_lrelu_ref", boom)
+    monkeypatch.setattr(fl_module, "upfirdn2d", boom)
+    args, kw, ref = _case("r32_L5_52_32")
+    np.testing.assert_allclose(np.asarray(filtered_lrelu(**args, **kw, impl="fast")), ref,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["ref", "fast"])
+def test_dynamic_batch(impl):
+    args, kw, ref = _case("t32_L2_36_32")
+    fn = tf.function(lambda x: filtered_lrelu(x, args["fu"], args["fd"], args["b"], **kw,
+                                              impl=impl),
+                     input_signature=[tf.TensorSpec([None, 38, 38, 3], tf.float32)])
+    np.testing.assert_allclose(fn(args["x"]).numpy(), ref, atol=1e-5)
+    np.testing.assert_allclose(fn(args["x"][:1]).numpy(), ref[:1], atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype,tol", [("float16", 2e-2), ("bfloat16", 1.5e-1)])
+@pytest.mark.parametrize("impl", ["ref", "fast"])
+def test_low_precision_runs(dtype, tol, impl):
+    args, kw, ref = _case("t32_L5_52_32")
+    x = tf.cast(tf.constant(args["x"]), dtype)
+    y = filtered_lrelu(x, args["fu"], args["fd"], tf.cast(args["b"], dtype), **kw, impl=impl)
+    assert y.dtype == tf.as_dtype(dtype)
+    y = tf.cast(y, tf.float32).numpy()
+    assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(y, ref, rtol=0, atol=tol * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(impl="cuda"), "impl"),
+    (dict(impl="auto"), "impl"),
+    (dict(up=-2), "up"),
+    (dict(down=0), "down"),
+    (dict(up=2.5), "up"),
+    (dict(fu=np.ones([2, 2, 2], np.float32)), "fu"),
+    (dict(fd=np.ones([0], np.float32)), "fd"),
+    (dict(padding=[1, 2, 3]), "padding"),
+    (dict(b=np.ones([4], np.float32)), "b must be"),
+    (dict(padding=-30), "empty"),
+])
+def test_bad_arguments(kwargs, match):
+    args = dict(x=np.zeros([1, 8, 8, 3], np.float32), fu=np.ones([4], np.float32),
+                fd=np.ones([4], np.float32), b=None, up=2, down=2, padding=0)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        filtered_lrelu(**args)
+    with pytest.raises(ValueError, match="NHWC"):
+        filtered_lrelu(np.zeros([3, 8, 8], np.float32))
+
+
+_JAX_SCRIPT = r"""
+import sys; sys.path.insert(0, sys.argv[1])
+import numpy as np, keras
+from refdata import load_npz, nchw_to_nhwc
+from sg3keras.ops import filtered_lrelu
+assert keras.backend.backend() == "jax"
+d = load_npz("ops", "filtered_lrelu")
+n = "r32_L5_52_32"
+y = filtered_lrelu(nchw_to_nhwc(d[n + "/x"]), d[n + "/fu"], d[n + "/fd"], d[n + "/b"], up=4,
+                   down=2, padding=[-2, -5, -2, -5], clamp=256.0, impl="fast")
+print("MAXERR", float(np.abs(np.asarray(y) - nchw_to_nhwc(d[n + "/y"])).max()))
+"""
+
+
+def test_fast_path_runs_under_jax_backend():
+    pytest.importorskip("jax")
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, KERAS_BACKEND="jax",
+               PYTHONPATH=os.path.dirname(here) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run(["timeout", "-s", "KILL", "180", sys.executable, "-c", _JAX_SCRIPT, here],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    err = float(res.stdout.split("MAXERR")[1])
+    assert err < 1e-5
