@@ -34,6 +34,8 @@ import tempfile
 
 import numpy as np
 
+from sg3keras.utils import save_keras_atomic
+
 __all__ = ["export_savedmodel", "export_keras", "export_onnx", "export_network",
            "randn_from_seeds", "serving_copy", "onnx_missing", "SIGNATURES"]
 
@@ -421,17 +423,7 @@ def export_keras(G, path):
     path = os.fspath(path)
     if not path.endswith(".keras"):
         raise ValueError(f"path {path!r}: expected a file name ending in .keras")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".keras",
-                               dir=directory)
-    os.close(fd)
-    try:
-        G.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save_keras_atomic(G, path)
     return path
 
 

@@ -9,7 +9,7 @@ import tempfile
 import numpy as np
 
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "parse_range",
-           "parse_vec2", "to_uint8", "z_from_seed", "save_png", "make_grid"]
+           "parse_vec2", "to_uint8", "z_from_seed", "save_png", "make_grid", "save_keras_atomic"]
 
 
 @contextlib.contextmanager
@@ -126,3 +126,18 @@ def save_png(path, image):
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
+
+
+def save_keras_atomic(model, path):
+    """``model.save(path)`` through a temporary ``.keras`` file beside it and a rename."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path

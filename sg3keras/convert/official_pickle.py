@@ -12,8 +12,9 @@ import os
 import numpy as np
 
 from sg3keras.convert.pickle_reader import OfficialModule, PickleFormatError, read_official_pickle
+from sg3keras.utils import save_keras_atomic
 
-__all__ = ["load_official_pickle"]
+__all__ = ["load_official_pickle", "convert_pickle"]
 
 # network key -> (expected official class name, converter module, converter function)
 _CONVERTERS = {
@@ -90,5 +91,49 @@ def load_official_pickle(path, networks=_ALL_NETWORKS):
                                     f"expected {expected_cls!r}")
     for key in networks:
         module = data[key]
-        out[key] = _converter(key)(module.state_dict(), dict(module.init_kwargs))
+        model = _converter(key)(module.state_dict(), dict(module.init_kwargs))
+        model.metadata = _source_metadata(where, key, module, out)
+        out[key] = model
     return out
+
+
+def _plain(v):
+    """JSON-able copy of official metadata (numpy scalars/arrays become Python values)."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
+
+
+def _source_metadata(where, key, module, out):
+    return _plain({"source": os.path.basename(where), "network": key,
+                   "official_class": module.class_name, "init_kwargs": module.init_kwargs,
+                   "training_set_kwargs": out["training_set_kwargs"],
+                   "augment_p": out["augment_p"]})
+
+
+def convert_pickle(src, dest, networks=("G_ema",)):
+    """Write official networks as ``.keras`` files; returns the written paths.
+
+    One network: ``dest`` is the ``.keras`` file. Several: ``dest`` is a directory receiving
+    ``<network>.keras``. Each model records its source in ``model.metadata`` (part of its Keras
+    config), next to the architecture config (resolution, c_dim, ...).
+    """
+    nets = load_official_pickle(src, networks=networks)
+    if len(networks) == 1:
+        if not str(dest).endswith(".keras"):
+            raise ValueError(f"DEST {dest}: expected a .keras file name (or use --all with a "
+                             "directory)")
+        targets = {networks[0]: os.fspath(dest)}
+    else:
+        os.makedirs(dest, exist_ok=True)
+        targets = {k: os.path.join(dest, f"{k}.keras") for k in networks}
+    for key, path in targets.items():
+        save_keras_atomic(nets[key], path)
+    return list(targets.values())
+

@@ -43,9 +43,10 @@ class Discriminator(keras.Model):
         >>> logits = D(keras.random.normal([4, 32, 32, 3]))
     """
 
-    def __init__(self, config=None, **kwargs):
+    def __init__(self, config=None, metadata=None, **kwargs):
         kwargs.setdefault("name", "discriminator")
         super().__init__(**kwargs)
+        self.metadata = dict(metadata or {})   # e.g. the official source it was converted from
         if isinstance(config, dict):
             config = DiscriminatorConfig.from_dict(config)
         if not isinstance(config, DiscriminatorConfig):
@@ -130,7 +131,8 @@ class Discriminator(keras.Model):
         return cls(dataclasses.replace(config, **overrides))
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "config": self.config.to_dict()}
+        return {"name": self.name, "trainable": self.trainable, "config": self.config.to_dict(),
+                "metadata": self.metadata}
 
     @classmethod
     def from_config(cls, config):

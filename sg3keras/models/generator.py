@@ -127,9 +127,10 @@ class Generator(keras.Model):
     Reference: Karras et al., "Alias-Free Generative Adversarial Networks", NeurIPS 2021.
     """
 
-    def __init__(self, config, impl="fast", seed=None, **kwargs):
+    def __init__(self, config, impl="fast", seed=None, metadata=None, **kwargs):
         kwargs.setdefault("name", "generator")
         super().__init__(**kwargs)
+        self.metadata = dict(metadata or {})   # e.g. the official source it was converted from
         self.config = _as_config(config)
         if self.config.family != "stylegan3":
             raise ValueError(f"config.family: expected 'stylegan3', got "
@@ -186,7 +187,7 @@ class Generator(keras.Model):
 
     def get_config(self):
         return dict(name=self.name, trainable=self.trainable, config=self.config.to_dict(),
-                    impl=self.impl, seed=self.seed)
+                    impl=self.impl, seed=self.seed, metadata=self.metadata)
 
     @classmethod
     def from_config(cls, config):

@@ -117,9 +117,10 @@ class StyleGAN2Generator(keras.Model):
     Reference: Karras et al., "Analyzing and Improving the Image Quality of StyleGAN", 2020.
     """
 
-    def __init__(self, config, **kwargs):
+    def __init__(self, config, metadata=None, **kwargs):
         kwargs.setdefault("name", "generator")
         super().__init__(**kwargs)
+        self.metadata = dict(metadata or {})   # e.g. the official source it was converted from
         self.config = _as_config(config)
         cfg = self.config
         self.z_dim, self.c_dim, self.w_dim = cfg.z_dim, cfg.c_dim, cfg.w_dim
@@ -167,7 +168,8 @@ class StyleGAN2Generator(keras.Model):
         return (z_shape[0], self.img_resolution, self.img_resolution, self.img_channels)
 
     def get_config(self):
-        return dict(name=self.name, trainable=self.trainable, config=self.config.to_dict())
+        return dict(name=self.name, trainable=self.trainable, config=self.config.to_dict(),
+                    metadata=self.metadata)
 
     @classmethod
     def from_config(cls, config):

@@ -17,7 +17,8 @@ import threading
 
 import tensorflow as tf
 
-__all__ = ["make_strategy", "is_chief", "scratch_dir", "num_workers_from_env"]
+__all__ = ["make_strategy", "is_chief", "is_multi_worker", "scratch_dir",
+           "num_workers_from_env"]
 
 
 def num_workers_from_env():
@@ -91,10 +92,16 @@ def make_strategy(gpus=1, workers=1, collective_timeout=120.0, startup_timeout=N
     return tf.distribute.get_strategy()
 
 
+def is_multi_worker(strategy):
+    """True for a MultiWorkerMirroredStrategy spanning more than one worker."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
+        strategy.extended._in_multi_worker_mode()
+
+
 def is_chief(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+    if not is_multi_worker(strategy):
         return True
+    resolver = strategy.cluster_resolver
     task_type, task_id = resolver.task_type, resolver.task_id
     return task_type in (None, "chief") or (task_type == "worker" and task_id == 0)
 

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from sg3keras.config import resolve_preset
-from sg3keras.utils import atomic_write_json, make_grid, save_png, to_uint8
+from sg3keras.utils import atomic_write_json, make_grid, save_keras_atomic, save_png, to_uint8
 
 __all__ = ["TrainOptions", "train", "describe", "resolve_options", "TrainingDivergedError"]
 
@@ -213,6 +213,7 @@ def train(opts: TrainOptions, strategy=None, log=print):
 def build_gan(cfg, dataset, strategy, seed=0, impl="fast"):
     """G, D, G_ema (and the augment pipe) inside ``strategy.scope()``, compiled."""
     from sg3keras.models.discriminator import Discriminator
+    from sg3keras.training import distribute
     from sg3keras.training.gan import StyleGAN
 
     g_cfg, d_cfg, train_cfg = cfg["generator"], cfg["discriminator"], cfg["train"]
@@ -236,7 +237,7 @@ def build_gan(cfg, dataset, strategy, seed=0, impl="fast"):
         gan = StyleGAN(G, D, G_ema, augment_pipe=augment_pipe, loss_config=cfg["loss"],
                        train_config=train_cfg, label_table=labels, seed=seed)
         gan.compile(*StyleGAN.make_optimizers(train_cfg))
-    if strategy.__class__.__name__.startswith("MultiWorker"):
+    if distribute.is_multi_worker(strategy):
         from sg3keras.training.compat import prepare_for_multiworker
         prepare_for_multiworker(gan)
     return gan
@@ -392,17 +393,4 @@ class TickCallback(keras.callbacks.Callback):
                     if np.isscalar(v):
                         tf.summary.scalar(f"Metrics/{k}", v)
             self.log(f"metric {name}: {result['results']}")
-
-
-def save_keras_atomic(model, path):
-    """``model.save(path)`` through a temporary ``.keras`` file and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
 
