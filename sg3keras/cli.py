@@ -111,6 +111,8 @@ def dataset(source, dest, resolution, transform, max_images, skip_bad):
 @click.option("--mixed-precision", type=click.Choice(["mixed_bfloat16", "mixed_float16"]),
               default=None)
 @click.option("--metrics", default="", help="Comma-separated metric names, e.g. fid50k_full")
+@click.option("--metrics-num-samples", type=click.IntRange(min=1), default=None,
+              help="Generated samples per metric (default: the official count)")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), default=None,
               help="Continue the run in this directory exactly where it stopped")
 @click.option("--fused-ops/--no-fused-ops", default=True, show_default=True,

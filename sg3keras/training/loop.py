@@ -66,6 +66,7 @@ class TrainOptions:
     fp32: bool = False             # train.py --fp32: no conv_clamp (fp16 only ever ran on CUDA).
     mixed_precision: Optional[str] = None  # e.g. "mixed_bfloat16" (fast on AMX CPUs).
     metrics: Tuple[str, ...] = ()
+    metrics_num_samples: Optional[int] = None  # Override of the official sample counts.
     resume: Optional[str] = None
     grid_seeds: int = 16
     deterministic: bool = False    # tf.config.experimental.enable_op_determinism().
@@ -385,7 +386,8 @@ class TickCallback(keras.callbacks.Callback):
         from sg3keras.metrics.registry import append_jsonl, calc_metric
         dataset = ImageDataset(self.opts.data, use_labels=self.opts.cond)
         for name in self.opts.metrics:
-            result = calc_metric(name, self.gan.G_ema, dataset=dataset)
+            result = calc_metric(name, self.gan.G_ema, dataset=dataset,
+                                 num_samples=self.opts.metrics_num_samples)
             result["snapshot_pkl"] = os.path.basename(snapshot_path)
             append_jsonl(os.path.join(self.run_dir, f"metric-{name}.jsonl"), result)
             with self.writer.as_default(step=nimg):
