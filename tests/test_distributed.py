@@ -87,6 +87,6 @@ def test_multiworker_missing_peer_is_an_error_not_a_hang(tmp_path):
     t0 = time.time()
     proc = _run(tmp_path / "never.npz", "multiworker", env=env, timeout=240)
     out, _ = proc.communicate()
-    assert proc.returncode not in (0, -9, 137), out[-2000:]     # not killed by `timeout`
-    assert "did not finish within" in out and "TF_CONFIG" in out
+    assert proc.returncode == 1, (proc.returncode, out[-2000:])   # not killed by `timeout`
+    assert "Timeout" in out and "TF_CONFIG" in out
     assert time.time() - t0 < 200

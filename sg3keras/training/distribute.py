@@ -9,16 +9,17 @@ Create the strategy before anything else touches the TensorFlow runtime ("Collec
 configured at program startup").
 """
 
+import faulthandler
 import json
 import os
 import sys
 import tempfile
-import threading
 
+import keras
 import tensorflow as tf
 
-__all__ = ["make_strategy", "is_chief", "is_multi_worker", "scratch_dir",
-           "num_workers_from_env"]
+__all__ = ["make_strategy", "mark_started", "is_chief", "is_multi_worker", "scratch_dir",
+           "num_workers_from_env", "StartedCallback"]
 
 
 def num_workers_from_env():
@@ -32,29 +33,35 @@ def num_workers_from_env():
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
-def _with_watchdog(fn, timeout, what):
-    """Run ``fn()``; if it has not returned after ``timeout`` s, report and exit the process.
+class _Watchdog:
+    """Exit the process unless :meth:`cancel` is called within ``timeout`` seconds.
 
-    The MultiWorkerMirroredStrategy constructor waits forever for a peer that never starts and
-    ignores SIGTERM meanwhile; a hard exit with a message is the only way out.
+    A MultiWorkerMirroredStrategy worker whose peer never starts (or dies before the first step)
+    waits forever -- in the constructor or in the first collective -- holding the GIL and
+    ignoring SIGTERM. ``faulthandler``'s watchdog runs in a C thread that needs no GIL: it dumps
+    the stacks and exits the process with status 1.
     """
-    done = threading.Event()
 
-    def expire():
-        if not done.is_set():
-            sys.stderr.write(f"sg3keras: {what} did not finish within {timeout:g} s; is every "
-                             "worker named in TF_CONFIG running and reachable? Exiting.\n")
-            sys.stderr.flush()
-            os._exit(3)
+    def __init__(self, timeout, what):
+        sys.stderr.write(f"sg3keras: {what}; if that does not finish within {timeout:g} s "
+                         "(is every worker named in TF_CONFIG running and reachable?), this "
+                         "process exits with a 'Timeout' stack dump.\n")
+        sys.stderr.flush()
+        faulthandler.dump_traceback_later(timeout, repeat=False, file=sys.stderr, exit=True)
 
-    timer = threading.Timer(timeout, expire)
-    timer.daemon = True
-    timer.start()
-    try:
-        return fn()
-    finally:
-        done.set()
-        timer.cancel()
+    def cancel(self):
+        faulthandler.cancel_dump_traceback_later()
+
+
+_startup_watchdog = None
+
+
+def mark_started():
+    """Tell the start-up watchdog that the cluster is up (the first step completed)."""
+    global _startup_watchdog
+    if _startup_watchdog is not None:
+        _startup_watchdog.cancel()
+        _startup_watchdog = None
 
 
 def make_strategy(gpus=1, workers=1, collective_timeout=120.0, startup_timeout=None):
@@ -62,7 +69,8 @@ def make_strategy(gpus=1, workers=1, collective_timeout=120.0, startup_timeout=N
 
     ``collective_timeout`` bounds every cross-worker collective (a dead peer mid-run raises an
     error instead of hanging); ``startup_timeout`` (default ``$SG3KERAS_STARTUP_TIMEOUT`` or
-    300 s) bounds the wait for all workers to join.
+    300 s) bounds the wait for all workers to join, up to the first completed step (see
+    :func:`mark_started`).
     """
     if startup_timeout is None:
         startup_timeout = float(os.environ.get("SG3KERAS_STARTUP_TIMEOUT", 300))
@@ -74,10 +82,10 @@ def make_strategy(gpus=1, workers=1, collective_timeout=120.0, startup_timeout=N
         options = tf.distribute.experimental.CommunicationOptions(
             implementation=tf.distribute.experimental.CommunicationImplementation.RING,
             timeout_seconds=collective_timeout)
-        strategy = _with_watchdog(
-            lambda: tf.distribute.MultiWorkerMirroredStrategy(communication_options=options),
-            startup_timeout, "joining the MultiWorkerMirroredStrategy cluster")
-        return strategy
+        global _startup_watchdog
+        _startup_watchdog = _Watchdog(startup_timeout, "joining the multi-worker cluster "
+                                      "(strategy set-up and first training step)")
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if gpus > 1:
         physical = tf.config.list_physical_devices("GPU")
         if physical:
@@ -109,3 +117,10 @@ def is_chief(strategy):
 def scratch_dir():
     """A throw-away directory for the files non-chief workers must not write to the run dir."""
     return tempfile.mkdtemp(prefix="sg3keras-worker-")
+
+
+class StartedCallback(keras.callbacks.Callback):
+    """Cancels the start-up watchdog once the first training step has completed."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        mark_started()

@@ -205,7 +205,8 @@ def train(opts: TrainOptions, strategy=None, log=print):
     callback = TickCallback(gan, run_dir, opts, cfg, chief=chief, log=log,
                             start_time_offset=(resume_meta or {}).get("total_sec", 0.0))
     gan.fit(tf_ds, epochs=cfg["num_ticks"], initial_epoch=start_step // steps_per_tick,
-            steps_per_epoch=steps_per_tick, verbose=0, callbacks=[callback])
+            steps_per_epoch=steps_per_tick, verbose=0,
+            callbacks=[distribute.StartedCallback(), callback])
     if callback.error is not None:
         raise callback.error
     return run_dir

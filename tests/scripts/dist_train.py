@@ -32,7 +32,7 @@ rng = np.random.RandomState(0)
 images = rng.uniform(-1, 1, size=(GLOBAL_BATCH * steps, 16, 16, 3)).astype(np.float32)
 labels = np.zeros((GLOBAL_BATCH * steps, 0), np.float32)
 ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(GLOBAL_BATCH)
-gan.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)
+gan.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[distribute.StartedCallback()])
 arrays = {f"{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(gan.G.trainable_variables)}
 arrays.update({f"D{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(gan.D.trainable_variables)})
 arrays.update({f"E{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(gan.G_ema.variables)})
