@@ -159,3 +159,24 @@ def test_fast_path_runs_under_jax_backend():
     assert res.returncode == 0, res.stderr[-2000:]
     err = float(res.stdout.split("MAXERR")[1])
     assert err < 1e-5
+
+
+def test_fast_path_accepts_keras_variables_inside_tf_function():
+    """Layers pass their filter / bias weights (Keras variables) straight to the op; inside a
+    traced function (training) they must work with the XLA path as they do eagerly."""
+    import keras
+    import tensorflow as tf
+
+    from sg3keras.ops.filtered_lrelu import filtered_lrelu
+    from sg3keras.ops.filters import design_lowpass_filter
+    rng = np.random.RandomState(0)
+    f = design_lowpass_filter(12, 2.0, 12.0, 32.0)
+    fu, fd = keras.Variable(f, trainable=False), keras.Variable(f, trainable=False)
+    b = keras.Variable(rng.randn(3).astype(np.float32))
+    x = tf.constant(rng.randn(2, 10, 10, 3).astype(np.float32))
+    kw = dict(up=2, down=2, padding=[9, 8, 9, 8], clamp=256.0)
+    eager = filtered_lrelu(x, fu, fd, b, impl="fast", **kw)
+    traced = tf.function(lambda x: filtered_lrelu(x, fu, fd, b, impl="fast", **kw))(x)
+    ref = filtered_lrelu(x, f, f, np.asarray(b), impl="ref", **kw)
+    np.testing.assert_allclose(np.asarray(traced), np.asarray(ref), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(eager), np.asarray(ref), atol=1e-5)

@@ -38,6 +38,10 @@ def filtered_lrelu_xla(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip
     differentiable w.r.t. ``x`` and ``b`` (the filters are constants)."""
     static = dict(up=up, down=down, padding=tuple(padding), gain=gain, slope=slope, clamp=clamp,
                   flip_filter=flip_filter)
+    # Read variables (e.g. a layer's filter / bias weights) here, outside the compiled stages:
+    # a Keras variable handed to a tf.function is not a tensor and cannot be traced in a graph.
+    x = tf.convert_to_tensor(x)
+    fu, fd, b = (None if t is None else tf.convert_to_tensor(t) for t in (fu, fd, b))
 
     def forward(x, b):
         return filtered_lrelu_fast(x, fu, fd, b, **static, stage=compiled_stage)
