@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Sequence, Tuple
 import numpy as np
 
 __all__ = ["Rule", "apply_table", "keras_weight_paths", "identity", "transpose_fc",
-           "conv_oikk_to_kkio"]
+           "conv_oikk_to_kkio", "flatten_init_kwargs"]
 
 # (regex fully matching an official name, destination template using \1 groups, transform)
 Rule = Tuple[str, str, Callable[[np.ndarray], np.ndarray]]
@@ -103,3 +103,26 @@ def apply_table(model, state: dict, rules: Iterable[Rule], what: str = "generato
         var = dst_paths[dst]
         var.assign(value.astype(var.dtype))
     return {dst: name for dst, (name, _) in assigned.items()}
+
+
+def flatten_init_kwargs(init_kwargs, allowed, mapping_fields, what):
+    """Official constructor kwargs -> flat config fields.
+
+    ``synthesis_kwargs`` are merged into the top level, ``mapping_kwargs`` entries are renamed
+    through ``mapping_fields`` (official name -> config field). Keys not in ``allowed`` /
+    ``mapping_fields`` raise one ``ValueError`` naming all of them.
+    """
+    kw = dict(init_kwargs)
+    mapping = dict(kw.pop("mapping_kwargs", None) or {})
+    kw.update(kw.pop("synthesis_kwargs", None) or {})
+    out = {k: v for k, v in kw.items() if k in allowed}
+    unknown = [k for k in kw if k not in allowed]
+    for key, value in mapping.items():
+        if key in mapping_fields:
+            out[mapping_fields[key]] = value
+        else:
+            unknown.append(f"mapping_kwargs.{key}")
+    if unknown:
+        raise ValueError(f"{what} init_kwargs: unknown key(s) {sorted(unknown)}; expected "
+                         f"{sorted(allowed)} and mapping_kwargs {sorted(mapping_fields)}")
+    return out

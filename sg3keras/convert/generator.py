@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 
 from sg3keras.config import GeneratorConfig
-from sg3keras.convert._table import apply_table, conv_oikk_to_kkio, identity, transpose_fc
+from sg3keras.convert._table import (apply_table, conv_oikk_to_kkio, flatten_init_kwargs, identity,
+                                     transpose_fc)
 
 __all__ = ["GENERATOR_RULES", "config_from_official_kwargs", "generator_from_official"]
 
@@ -46,23 +47,8 @@ def config_from_official_kwargs(init_kwargs: dict) -> GeneratorConfig:
     ``mapping_kwargs`` is flattened into ``mapping_*`` fields; ``synthesis_kwargs`` (nested)
     is accepted as well as flat synthesis/layer kwargs. Unknown keys raise one error naming them.
     """
-    kw = dict(init_kwargs)
-    mapping = dict(kw.pop("mapping_kwargs", None) or {})
-    kw.update(kw.pop("synthesis_kwargs", None) or {})
-    out, unknown = {}, []
-    for key, value in kw.items():
-        if key in _TOP or key in _SYNTHESIS:
-            out[key] = value
-        else:
-            unknown.append(key)
-    for key, value in mapping.items():
-        if key in _MAPPING:
-            out[_MAPPING[key]] = value
-        else:
-            unknown.append(f"mapping_kwargs.{key}")
-    if unknown:
-        raise ValueError(f"generator init_kwargs: unknown key(s) {sorted(unknown)}; expected "
-                         f"{sorted(_TOP + _SYNTHESIS) + ['mapping_kwargs', 'synthesis_kwargs']}")
+    out = flatten_init_kwargs(init_kwargs, tuple(_TOP) + tuple(_SYNTHESIS), _MAPPING,
+                              "generator")
     missing = [k for k in _TOP[:3] + ("img_resolution", "img_channels") if k not in out]
     if missing:
         raise ValueError(f"generator init_kwargs: missing required key(s) {missing}")

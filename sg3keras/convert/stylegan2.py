@@ -12,7 +12,8 @@ import dataclasses
 import numpy as np
 
 from sg3keras.config import GeneratorConfig
-from sg3keras.convert._table import apply_table, conv_oikk_to_kkio, identity, transpose_fc
+from sg3keras.convert._table import (apply_table, conv_oikk_to_kkio, flatten_init_kwargs, identity,
+                                     transpose_fc)
 
 __all__ = ["STYLEGAN2_RULES", "stylegan2_config_from_official_kwargs",
            "stylegan2_generator_from_official"]
@@ -50,24 +51,8 @@ def stylegan2_config_from_official_kwargs(init_kwargs: dict) -> GeneratorConfig:
     synthesis/block kwargs are accepted. Unknown keys (e.g. a non-default activation or
     kernel size) raise one error naming them.
     """
-    kw = dict(init_kwargs)
-    mapping = dict(kw.pop("mapping_kwargs", None) or {})
-    kw.update(kw.pop("synthesis_kwargs", None) or {})
-    out, unknown = {}, []
-    for key, value in kw.items():
-        if key in _TOP + _SYNTHESIS:
-            out[key] = value
-        else:
-            unknown.append(key)
-    for key, value in mapping.items():
-        if key in _MAPPING:
-            out[_MAPPING[key]] = value
-        else:
-            unknown.append(f"mapping_kwargs.{key}")
-    if unknown:
-        raise ValueError(f"stylegan2 generator init_kwargs: unknown key(s) {sorted(unknown)}; "
-                         f"expected {sorted(_TOP + _SYNTHESIS)} and mapping_kwargs "
-                         f"{sorted(_MAPPING)}")
+    out = flatten_init_kwargs(init_kwargs, tuple(_TOP) + tuple(_SYNTHESIS), _MAPPING,
+                              "stylegan2 generator")
     missing = [k for k in _TOP if k not in out]
     if missing:
         raise ValueError(f"stylegan2 generator init_kwargs: missing required key(s) {missing}")
