@@ -5,9 +5,13 @@ Heavy imports (TensorFlow, Keras) happen inside the commands so that ``--help`` 
 """
 
 import json
+import os
 import sys
 
 import click
+
+# Quiet TensorFlow's C++ start-up logging unless the user asked for it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from sg3keras.utils import parse_range, parse_vec2
 
@@ -20,6 +24,10 @@ def _fail(e):
 @click.version_option(package_name="sg3keras")
 def main():
     """StyleGAN3 for TensorFlow / Keras: train, generate, convert, measure, export."""
+    import logging
+    # tf.function retracing notices are expected here: every distinct layer geometry compiles
+    # its own XLA kernels once.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 @main.command()
