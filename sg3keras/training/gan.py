@@ -29,6 +29,7 @@ from sg3keras import losses
 from sg3keras.config import LossConfig, TrainConfig
 from sg3keras.ops.upfirdn2d import filter2d
 from sg3keras.training import compat
+from sg3keras.training.ada import ada_adjust
 
 __all__ = ["StyleGAN", "blur_sigma_at", "dynamic_blur"]
 
@@ -350,9 +351,9 @@ class StyleGAN(keras.Model):
         sign_sum, sign_count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [sign_sum, sign_count])
         total, count = self.ada_sign_sum + sign_sum, self.ada_count + sign_count
         adjust_now = (self.step + 1) % tc.ada_interval == 0
-        speed = self.global_batch * tc.ada_interval / (tc.ada_kimg * 1000)
         p = self.augment_pipe.p
-        new_p = tf.maximum(p + tf.sign(total / count - tc.ada_target) * speed, 0.0)
+        new_p = ada_adjust(p, total / tf.maximum(count, 1.0), tc.ada_target, self.global_batch,
+                           tc.ada_interval, tc.ada_kimg)
         p.assign(tf.where(adjust_now, tf.cast(new_p, p.dtype), p))
         self.ada_sign_sum.assign(tf.where(adjust_now, 0.0, total))
         self.ada_count.assign(tf.where(adjust_now, 0.0, count))
