@@ -2,6 +2,8 @@
 
 import json
 import os
+import sys
+import time
 
 __all__ = ["evaluate"]
 
@@ -39,7 +41,22 @@ def evaluate(network, metric_names, data=None, mirror=False, num_samples=None, g
     for name in metric_names:
         result = calc_metric(name, G, dataset=dataset, num_samples=num_samples,
                              detector_dir=detector_dir, batch_size=batch_size,
-                             snapshot_pkl=os.path.basename(network.rstrip("/")))
+                             snapshot_pkl=os.path.basename(network.rstrip("/")),
+                             progress=_Progress(name))
         result["num_gpus"] = int(gpus)
         append_jsonl(os.path.join(run_dir, f"metric-{name}.jsonl"), result)
         yield json.dumps(result)
+
+
+class _Progress:
+    """Prints ``<metric> <phase>: done/total`` to stderr at most every 5 seconds."""
+
+    def __init__(self, name):
+        self.name, self.last = name, 0.0
+
+    def __call__(self, phase, done, total):
+        now = time.time()
+        if now - self.last >= 5 or done >= total:
+            self.last = now
+            sys.stderr.write(f"{self.name} {phase}: {done}/{total}\n")
+            sys.stderr.flush()
