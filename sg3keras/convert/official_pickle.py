@@ -92,7 +92,8 @@ def load_official_pickle(path, networks=_ALL_NETWORKS):
     for key in networks:
         module = data[key]
         model = _converter(key)(module.state_dict(), dict(module.init_kwargs))
-        model.metadata = _source_metadata(where, key, module, out)
+        if hasattr(model, "metadata"):     # sg3keras models record their source
+            model.metadata = _source_metadata(where, key, module, out)
         out[key] = model
     return out
 

@@ -101,8 +101,8 @@ class SynthesisLayer(keras.layers.Layer):
                                       shape=(k, k, self.in_channels, self.out_channels),
                                       initializer=keras.initializers.RandomNormal(stddev=1.0))
         self.bias = self.add_weight(name="bias", shape=(self.out_channels,), initializer="zeros")
-        # aggregation="mean": under tf.distribute each replica updates with its local batch;
-        # the mean of those lerps is exactly the lerp with the global-batch mean.
+        # aggregation="mean": under a distribution strategy each replica updates with its
+        # local batch; the mean of those lerps is exactly the lerp with the global-batch mean.
         self.magnitude_ema = self.add_weight(name="magnitude_ema", shape=(), trainable=False,
                                              initializer="ones", aggregation="mean")
         up, down = self._filters()
