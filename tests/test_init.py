@@ -57,3 +57,31 @@ def test_discriminator_weight_init_and_logits():
         if path.endswith("weight") and w.size >= 64:
             assert abs(w.mean()) < 0.25 and 0.7 < w.std() < 1.3, (path, w.mean(), w.std())
     assert np.all(np.isfinite(logits)) and np.abs(logits).max() < 100
+
+
+def test_mixed_bfloat16_generator_runs_and_tracks_fp32():
+    """``mixed_bfloat16`` (a global policy, hence a subprocess): float32 images close to fp32."""
+    import os
+    import subprocess
+    import sys
+    code = r"""
+import sys, keras, numpy as np
+from sg3keras.models import Generator
+out = []
+for policy in ["float32", "mixed_bfloat16"]:
+    keras.mixed_precision.set_global_policy(policy)
+    keras.utils.set_random_seed(0)
+    G = Generator.from_preset("stylegan3-t", img_resolution=16, channel_base=256,
+                              channel_max=16, z_dim=16, w_dim=16, impl=sys.argv[1])
+    img = G(np.random.RandomState(0).randn(2, 16).astype("float32"))
+    assert img.dtype == "float32", img.dtype
+    out.append(np.asarray(img))
+mse = float(np.mean((out[0] - out[1]) ** 2))
+print("PSNR", 20 * np.log10(2) - 10 * np.log10(max(mse, 1e-20)))
+"""
+    for impl in ["ref", "fast"]:
+        r = subprocess.run([sys.executable, "-c", code, impl], capture_output=True, text=True,
+                           timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        assert r.returncode == 0, r.stderr[-2000:]
+        psnr = float(r.stdout.split("PSNR")[-1])
+        assert psnr > 25, (impl, psnr)

@@ -54,6 +54,9 @@ class SynthesisInput(keras.layers.Layer):
     """
 
     def __init__(self, w_dim, channels, size, sampling_rate, bandwidth, seed=None, **kwargs):
+        # Always float32 (as official): the phases f.(A p + b) need full precision; under a
+        # mixed policy the next layer casts the features down.
+        kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         self.w_dim = int(w_dim)
         self.channels = int(channels)
@@ -62,7 +65,7 @@ class SynthesisInput(keras.layers.Layer):
         self.bandwidth = float(bandwidth)
         self.seed = None if seed is None else int(seed)
         self.affine = FullyConnectedLayer(4, weight_init=0.0, bias_init=[1.0, 0.0, 0.0, 0.0],
-                                          name="affine")
+                                          dtype="float32", name="affine")
 
     def build(self, input_shape=None):
         c = self.channels
