@@ -135,7 +135,11 @@ def train(dry_run, **kwargs):
     if missing:
         _fail(f"Missing option(s) {', '.join(missing)} (all required unless --resume)")
     kwargs["metrics"] = tuple(m for m in kwargs["metrics"].split(",") if m)
-    kwargs.pop("batch_gpu")
+    batch_gpu = kwargs.pop("batch_gpu")
+    replicas = (kwargs["gpus"] or 1) * kwargs["workers"]
+    if batch_gpu is not None and kwargs["batch"] and batch_gpu * replicas != kwargs["batch"]:
+        _fail(f"--batch-gpu={batch_gpu} would need gradient accumulation (--batch / replicas = "
+              f"{kwargs['batch'] / replicas:g}), which is not implemented yet")
     opts = TrainOptions(**{k: v for k, v in kwargs.items() if v is not None})
     try:
         if dry_run:
