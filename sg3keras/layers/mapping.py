@@ -77,6 +77,13 @@ class MappingNetwork(keras.layers.Layer):
         self.w_avg = self.add_weight(name="w_avg", shape=(self.w_dim,), initializer="zeros",
                                      trainable=False, aggregation="mean")  # See SynthesisLayer.
 
+    @classmethod
+    def for_generator(cls, cfg, num_ws):
+        """The mapping network of a :class:`sg3keras.config.GeneratorConfig` (either family)."""
+        return cls(cfg.z_dim, cfg.c_dim, cfg.w_dim, num_ws, num_layers=cfg.mapping_layers,
+                   lr_multiplier=cfg.mapping_lr_multiplier, w_avg_beta=cfg.w_avg_beta,
+                   name="mapping")
+
     def _check_inputs(self, z, c):
         if len(z.shape) != 2 or (z.shape[1] is not None and z.shape[1] != self.z_dim):
             raise ValueError(f"z: expected shape [N, {self.z_dim}], got {list(z.shape)}")

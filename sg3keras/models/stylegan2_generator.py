@@ -127,10 +127,7 @@ class StyleGAN2Generator(keras.Model):
         self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
         self.synthesis = SynthesisNetwork2(cfg, name="synthesis")
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.num_ws,
-                                      num_layers=cfg.mapping_layers,
-                                      lr_multiplier=cfg.mapping_lr_multiplier,
-                                      w_avg_beta=cfg.w_avg_beta, name="mapping")
+        self.mapping = MappingNetwork.for_generator(cfg, self.num_ws)
         self.build()
 
     @classmethod
