@@ -180,3 +180,21 @@ def test_fast_path_accepts_keras_variables_inside_tf_function():
     ref = filtered_lrelu(x, f, f, np.asarray(b), impl="ref", **kw)
     np.testing.assert_allclose(np.asarray(traced), np.asarray(ref), atol=1e-5)
     np.testing.assert_allclose(np.asarray(eager), np.asarray(ref), atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_fast_path_accumulates_16bit_inputs_in_float32(dtype):
+    """16-bit in, 16-bit out, float32 inside (as the official CUDA kernel): the result is the
+    float32 computation on the (already rounded) input, rounded once at the end."""
+    args, kw, _ = _case("t32_L5_52_32")
+    x = tf.cast(tf.constant(args["x"]), dtype)
+    b = tf.cast(args["b"], dtype)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = filtered_lrelu(x, args["fu"], args["fd"], b, **kw, impl="fast")
+    dx = tape.gradient(y, x, output_gradients=tf.ones_like(y))
+    assert y.dtype == dx.dtype == tf.as_dtype(dtype)
+    want = filtered_lrelu(tf.cast(x, tf.float32), args["fu"], args["fd"], tf.cast(b, tf.float32),
+                          **kw, impl="fast")
+    once = tf.cast(tf.cast(want, dtype), tf.float32).numpy()
+    np.testing.assert_array_equal(tf.cast(y, tf.float32).numpy(), once)
