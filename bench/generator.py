@@ -10,7 +10,9 @@ channel_max 512; -r doubled), batch 4, it measures three variants, each in a fre
 FLOPs are counted from the layer schedule: the modulated convolutions (full convolution, 2 FLOPs
 per MAC) and the minimal polyphase filtering work (separable up filter: taps/up MACs per output
 sample per axis; down filter only at kept samples; radial filters 2-D). The FLOP floor is
-FLOPs / (the machine's fp32 matmul rate, measured at start).
+FLOPs / (the machine's fp32 matmul rate, measured at start). With a bf16 variant it also measures
+the fp32 and bf16 rates of a large 3x3 convolution: since the convolutions are ~97 % of the
+FLOPs and the filters run in float32 either way, their ratio bounds the bf16 speed-up.
 
 Usage: python bench/generator.py [--res 256] [--batch 4] [--reps 2] [--configs t,r]
        [--variants fp32-ref,fp32-fast,bf16-fast]
@@ -62,6 +64,23 @@ def matmul_rate(n=2048, reps=5):
     return 2.0 * n ** 3 / best
 
 
+def conv_rates(reps=5):
+    """fp32 and bf16 rates of a 3x3 512->512 convolution at 64 px, batch 4 (oneDNN, no XLA).
+
+    Nearly all generator FLOPs are such convolutions (the filters are ~3 %), so the bf16/fp32
+    ratio of these rates bounds the whole generator's bf16 speed-up from above."""
+    import tensorflow as tf
+    rates = {}
+    for dt in (tf.float32, tf.bfloat16):
+        x = tf.cast(tf.random.normal([4, 64, 64, 512]), dt)
+        w = tf.cast(tf.random.normal([3, 3, 512, 512]), dt)
+        f = tf.function(lambda: tf.nn.conv2d(x, w, 1, "SAME"))
+        f()
+        best = min(_timed(f) for _ in range(reps))
+        rates[dt.name] = 2.0 * 4 * 64 * 64 * 512 * 512 * 9 / best
+    return rates["float32"], rates["bfloat16"]
+
+
 def _timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -110,6 +129,10 @@ def main():
     from sg3keras.config import resolve_preset
     rate = matmul_rate()
     print(f"fp32 matmul rate: {rate / 1e9:.1f} GFLOP/s (2048x2048, best of 5)")
+    if any(v.startswith("bf16") for v in a.variants.split(",")):
+        c32, c16 = conv_rates()
+        print(f"3x3 conv rate: fp32 {c32 / 1e9:.1f}, bf16 {c16 / 1e9:.1f} GFLOP/s: bf16 speed-up "
+              f"of the generator is bounded by {c16 / c32:.2f}x on this machine")
     print(f"{'config':<16}{'variant':<11}{'GFLOP':>8}{'floor s':>9}{'s/batch':>9}{'s/img':>8}"
           f"{'x floor':>8}{'GFLOP/s':>9}{'RSS MB':>8}{'compile s':>10}{'PSNR':>7}")
     tmp = os.path.join(ROOT, "out", "bench")
@@ -117,7 +140,7 @@ def main():
     for c in a.configs.split(","):
         cfg_name = f"stylegan3-{c}"
         flops = schedule_flops(resolve_preset(cfg_name, img_resolution=a.res).generator, a.batch)
-        ref_img = None
+        ref_img, fp32_fast = None, None
         for variant in a.variants.split(","):
             out = os.path.join(tmp, f"{cfg_name}-{variant}.npy")
             r = subprocess.run([sys.executable, __file__, "--batch", str(a.batch), "--reps",
@@ -131,6 +154,8 @@ def main():
             psnr = ""
             if variant.startswith("fp32") and ref_img is None:
                 ref_img = img
+            if variant == "fp32-fast":
+                fp32_fast = m["best_s"]
             elif ref_img is not None:
                 mse = float(np.mean((img.astype(np.float64) - ref_img) ** 2))
                 psnr = f"{20 * np.log10(2) - 10 * np.log10(max(mse, 1e-30)):.1f}"
@@ -138,6 +163,9 @@ def main():
                   f"{m['best_s']:>9.2f}{m['best_s'] / a.batch:>8.2f}"
                   f"{m['best_s'] / (flops / rate):>8.2f}{flops / m['best_s'] / 1e9:>9.1f}"
                   f"{m['rss_mb']:>8.0f}{m['first_s']:>10.1f}{psnr:>7}", flush=True)
+            if variant == "bf16-fast" and fp32_fast:
+                print(f"{cfg_name:<16}bf16-fast is {fp32_fast / m['best_s']:.2f}x faster than "
+                      f"fp32-fast", flush=True)
 
 
 if __name__ == "__main__":
