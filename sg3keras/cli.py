@@ -157,7 +157,8 @@ def train(dry_run, **kwargs):
 @click.option("--data", type=click.Path(exists=True), default=None)
 @click.option("--mirror", type=bool, default=False)
 @click.option("--num-samples", type=click.IntRange(min=1), default=None)
-@click.option("--gpus", type=click.IntRange(min=1), default=1)
+@click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Replicas to evaluate on: N GPUs, or N logical CPUs on a machine without GPUs")
 @click.option("--detector-dir", type=click.Path(file_okay=False), default=None)
 def metrics(network, metric_names, data, mirror, num_samples, gpus, detector_dir):
     """Evaluate metrics (official calc_metrics.py names); appends results as JSONL."""

@@ -70,3 +70,28 @@ def test_model_code_is_backend_neutral(rel, path):
     mods = _imports(path, top_level_only=True)
     bad = [m for m in mods if m == "tensorflow" or m.startswith("tensorflow.")]
     assert not bad, f"{rel} imports {bad}; keep TensorFlow-only code in named modules"
+
+
+# TensorFlow-only metric modules: imported lazily, only on the TensorFlow backend.
+TF_ONLY_METRICS = {"metrics/distributed.py"}
+
+
+def _top_level_names(path):
+    """Module-level imports, ``from a import b`` as both ``a`` and ``a.b``."""
+    for node in ast.parse(open(path).read()).body:
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+            yield from (f"{node.module}.{a.name}" for a in node.names)
+
+
+@pytest.mark.parametrize("rel,path", [m for m in sorted(_modules())
+                                      if m[0].startswith("metrics/")])
+def test_metrics_tensorflow_only_in_named_modules(rel, path):
+    if rel in TF_ONLY_METRICS:
+        return
+    tf_only = {"sg3keras." + t.removesuffix(".py").replace("/", ".") for t in TF_ONLY_METRICS}
+    bad = [m for m in _top_level_names(path)
+           if m == "tensorflow" or m.startswith("tensorflow.") or m in tf_only]
+    assert not bad, f"{rel} imports {bad} at module level; import TensorFlow-only code lazily"

@@ -391,6 +391,36 @@ class Detector:
         width = self.feature_dim if key == "features" else self.num_classes
         return np.concatenate(outs, 0) if outs else np.zeros([0, width], np.float32)
 
+    def _require_logits(self):
+        if not self.num_classes:
+            raise DetectorFormatError(
+                f"{self.path}: this {self.name} weight file has no classification layer, so the "
+                f"Inception Score cannot be computed; use NVIDIA's inception-2015-12-05.pkl or "
+                f"TTUR's classify_image_graph_def.pb ({DETECTOR_URLS['inception'][0]}).")
+
+    def tensor_fn(self, output="features"):
+        """Traceable ``fn(images [N, H, W, 1|3] uint8/float) -> float32 [N, D]`` computing the
+        ``"features"`` or the IS ``"probabilities"`` on tensors, for running the detector inside
+        ``tf.distribute`` replicas (:mod:`sg3keras.metrics.distributed`)."""
+        import tensorflow as tf
+
+        if output == "probabilities":
+            self._require_logits()
+        if output not in ("features", "probabilities"):
+            raise ValueError(f"{self.name} detector: output must be 'features' or "
+                             f"'probabilities', got {output!r}")
+
+        def fn(images):
+            x = tf.cast(images, tf.float32)
+            if x.shape[-1] == 1:
+                x = tf.tile(x, [1, 1, 1, 3])
+            out = self.model(x, training=False)
+            if output == "features":
+                return tf.cast(out["features"], tf.float32)
+            return tf.nn.softmax(tf.cast(out["logits"], tf.float32), axis=1)
+
+        return fn
+
     def features(self, images):
         """Feature vectors ``[N, feature_dim]`` float32 of uint8-range NHWC RGB images."""
         import tensorflow as tf
@@ -400,11 +430,7 @@ class Detector:
     def probabilities(self, images):
         """Class probabilities ``[N, 1008]``: softmax of the logits WITHOUT the output bias
         (the official Inception Score's ``no_output_bias=True``)."""
-        if not self.num_classes:
-            raise DetectorFormatError(
-                f"{self.path}: this {self.name} weight file has no classification layer, so the "
-                f"Inception Score cannot be computed; use NVIDIA's inception-2015-12-05.pkl or "
-                f"TTUR's classify_image_graph_def.pb ({DETECTOR_URLS['inception'][0]}).")
+        self._require_logits()
         import tensorflow as tf
 
         logits = self._run(tf.convert_to_tensor(images), "logits")

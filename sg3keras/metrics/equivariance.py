@@ -375,13 +375,66 @@ def _transform_variable(G, dataset):
                          "is required") from e
 
 
-def _synth(G, ws):
-    return np.asarray(keras.ops.convert_to_numpy(G.synthesis(ws)), np.float32)
+def _synth(G, ws, runner=None, per_replica=None):
+    if runner is None:
+        return np.asarray(keras.ops.convert_to_numpy(G.synthesis(ws)), np.float32)
+    return np.asarray(runner.map("synthesis", G.synthesis, np.asarray(ws, np.float32),
+                                 per_replica=per_replica), np.float32)
+
+
+def _map(G, z, c, runner=None):
+    if runner is None:
+        return G.mapping(z, c)
+    return runner.map("mapping", G.mapping, z, c)
+
+
+def _draw_transform(kind, rng, translate_max, rotate_max):
+    """The raw random parameter of one batch: an angle, or an unrounded ``t`` (float32 [2])."""
+    if kind == "rot":
+        return float(np.float32((rng.uniform() * 2 - 1) * (rotate_max * math.pi)))
+    return ((rng.uniform(size=2) * 2 - 1) * translate_max).astype(np.float32)
+
+
+def _transform_matrix(kind, raw, res):
+    """``(matrix [3, 3] float32, param)`` for :func:`equivariance_terms` from a raw draw."""
+    m = np.eye(3, dtype=np.float32)
+    if kind == "rot":
+        return rotation_matrix(-raw).astype(np.float32), raw
+    t = raw
+    if kind == "int":
+        t = (np.rint(t * np.float32(res)) / np.float32(res)).astype(np.float32)
+    m[:2, 2] = -t
+    return m, (float(t[0]), float(t[1]))
+
+
+def _eq_group(G, var, batches, kinds, runner, group, sums, a=3, up=4):
+    """Evaluate a group of batches ``[(z, c, {kind: raw})]``: one batch per replica when
+    ``group > 1`` (each replica's copy of ``var`` gets its batch's transform), else one batch
+    (split over the replicas when a runner is given). Adds to ``sums[kind]``."""
+    bs = batches[0][0].shape[0]
+    per = bs if group > 1 else None
+    ws = _map(G, np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]),
+              runner)
+    var.assign(np.eye(3, dtype=np.float32))
+    orig = _synth(G, ws, runner, per)
+    res = getattr(G, "img_resolution", orig.shape[2])
+    for kind in kinds:
+        mats, params = zip(*[_transform_matrix(kind, b[2][kind], res) for b in batches])
+        if group > 1:
+            runner.assign_per_replica(var, mats)
+        else:
+            var.assign(mats[0])
+        img = _synth(G, ws, runner, per)
+        for i, param in enumerate(params):
+            sl = slice(i * bs, (i + 1) * bs)
+            terms = equivariance_terms(kind, orig[sl], img[sl], param, a=a, up=up)
+            sums[kind][0] += terms["sq_sum"]
+            sums[kind][1] += terms["mask_sum"]
 
 
 def compute_equivariance(G, num_samples, batch_size=4, translate_max=0.125, rotate_max=1.0,
                          compute_eqt_int=False, compute_eqt_frac=False, compute_eqr=False,
-                         seed=0, dataset=None, progress=None):
+                         seed=0, dataset=None, progress=None, runner=None):
     """EQ-T / EQ-T_frac / EQ-R PSNRs of a generator (official protocol, Appendix E).
 
     Per batch of ``batch_size`` latents (one transform shared by the batch):
@@ -398,13 +451,19 @@ def compute_equivariance(G, num_samples, batch_size=4, translate_max=0.125, rota
     ``G.synthesis.input.transform`` (a ``[3, 3]`` Keras variable) is restored afterwards,
     also on error. Images are not clamped or quantised.
 
+    With a ``runner`` (:class:`sg3keras.metrics.distributed.ReplicaRunner`, TensorFlow only) the
+    ``G`` evaluations run on its replicas: ``num_replicas`` batches at a time, one per replica,
+    when the transform variable is mirrored (``G`` built in the strategy's scope), else each
+    batch split over the replicas. Latents and transforms are drawn in the same order either
+    way, so the result equals the in-process one up to float rounding.
+
     Args:
         G: object with ``z_dim``, ``c_dim``, ``mapping(z, c)``, ``synthesis(ws)`` (NHWC).
         num_samples: number of latents; batch_size: latents per batch (default 4).
         translate_max, rotate_max: ranges (image widths; fraction of pi).
         compute_eqt_int, compute_eqt_frac, compute_eqr: which metrics.
         seed: NumPy seed; dataset: optional, labels for conditional G (``sample_labels``).
-        progress: optional ``callable(done, total)``.
+        progress: optional ``callable(done, total)``; runner: optional replica runner.
 
     Returns:
         dict with the enabled keys among ``eqt_int``, ``eqt_frac``, ``eqr`` (PSNR in dB).
@@ -420,33 +479,21 @@ def compute_equivariance(G, num_samples, batch_size=4, translate_max=0.125, rota
     rng = np.random.default_rng(seed)
     var = _transform_variable(G, dataset)
     saved = np.array(keras.ops.convert_to_numpy(var), np.float32)
+    group = 1
+    if runner is not None and runner.replica_variables(var) is not None:
+        group = runner.num_replicas
     sums = {k: [0.0, 0.0] for k in kinds}
-    eye = np.eye(3, dtype=np.float32)
     done = 0
     try:
         while done < num_samples:
-            z = rng.standard_normal([batch_size, int(G.z_dim)]).astype(np.float32)
-            c = _draw_labels(G, batch_size, rng, dataset)
-            ws = G.mapping(z, c)
-            var.assign(eye)
-            orig = _synth(G, ws)
-            for kind in kinds:
-                m = eye.copy()
-                if kind == "rot":
-                    param = float(np.float32((rng.uniform() * 2 - 1) * (rotate_max * math.pi)))
-                    m = rotation_matrix(-param).astype(np.float32)
-                else:
-                    t = ((rng.uniform(size=2) * 2 - 1) * translate_max).astype(np.float32)
-                    if kind == "int":
-                        res = getattr(G, "img_resolution", orig.shape[2])
-                        t = (np.rint(t * np.float32(res)) / np.float32(res)).astype(np.float32)
-                    m[:2, 2] = -t
-                    param = (float(t[0]), float(t[1]))
-                var.assign(m)
-                terms = equivariance_terms(kind, orig, _synth(G, ws), param)
-                sums[kind][0] += terms["sq_sum"]
-                sums[kind][1] += terms["mask_sum"]
-            done += batch_size
+            batches = []
+            while len(batches) < group and done < num_samples:
+                z = rng.standard_normal([batch_size, int(G.z_dim)]).astype(np.float32)
+                c = _draw_labels(G, batch_size, rng, dataset)
+                raw = {k: _draw_transform(k, rng, translate_max, rotate_max) for k in kinds}
+                batches.append((z, c, raw))
+                done += batch_size
+            _eq_group(G, var, batches, kinds, runner, group, sums)
             if progress is not None:
                 progress(min(done, num_samples), num_samples)
     finally:

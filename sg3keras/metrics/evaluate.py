@@ -1,5 +1,6 @@
 """``sg3keras metrics``: evaluate registered metrics on a network, print and append JSONL."""
 
+import contextlib
 import json
 import os
 import sys
@@ -18,7 +19,10 @@ def evaluate(network, metric_names, data=None, mirror=False, num_samples=None, g
         data: dataset zip/folder for feature metrics (default: the training run's ``--data``).
         mirror: recorded for compatibility; real statistics never use x-flips (as official).
         num_samples: override of the number of generated samples (recorded in the result).
-        gpus: number of replicas to spread generation over (recorded as ``num_gpus``).
+        gpus: replicas to spread the evaluation over: ``MirroredStrategy`` over that many
+            GPUs, or logical CPU devices on a machine without GPUs (TensorFlow backend; create
+            it before anything else initialises TensorFlow). Recorded as ``num_gpus`` (the
+            replica count actually used).
         detector_dir: directory holding the Inception / VGG16 detector files.
     """
     from sg3keras.metrics.registry import append_jsonl, calc_metric, is_valid_metric
@@ -33,19 +37,35 @@ def evaluate(network, metric_names, data=None, mirror=False, num_samples=None, g
         if os.path.exists(opts_path):
             with open(opts_path) as f:
                 data = json.load(f).get("data")
-    G = load_network(network)
+    strategy = _strategy(gpus)
+    # Inside the scope the networks' variables are mirrored onto every replica.
+    scope = strategy.scope if strategy is not None else contextlib.nullcontext
+    with scope():
+        G = load_network(network)
     dataset = None
     if data:
         from sg3keras.data import ImageDataset
         dataset = ImageDataset(data, use_labels=G.c_dim > 0)
     for name in metric_names:
-        result = calc_metric(name, G, dataset=dataset, num_samples=num_samples,
-                             detector_dir=detector_dir, batch_size=batch_size,
-                             snapshot_pkl=os.path.basename(network.rstrip("/")),
-                             progress=_Progress(name))
-        result["num_gpus"] = int(gpus)
+        with scope():
+            result = calc_metric(name, G, dataset=dataset, num_samples=num_samples,
+                                 detector_dir=detector_dir, batch_size=batch_size,
+                                 snapshot_pkl=os.path.basename(network.rstrip("/")),
+                                 progress=_Progress(name), strategy=strategy)
         append_jsonl(os.path.join(run_dir, f"metric-{name}.jsonl"), result)
         yield json.dumps(result)
+
+
+def _strategy(gpus):
+    """``None`` for one replica, else the ``tf.distribute`` strategy for ``--gpus``."""
+    if int(gpus) <= 1:
+        return None
+    import keras
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(f"--gpus={gpus} needs the TensorFlow backend (KERAS_BACKEND="
+                         f"{keras.backend.backend()})")
+    from sg3keras.metrics.distributed import make_eval_strategy
+    return make_eval_strategy(gpus)
 
 
 class _Progress:

@@ -144,8 +144,13 @@ def _detector_name(detector):
     return str(getattr(detector, "name", None) or type(detector).__name__)
 
 
-def _detect(detector, images, kind):
-    out = detector.probabilities(images) if kind == "is" else detector.features(images)
+def _detect(detector, images, kind, runner=None):
+    output = "probabilities" if kind == "is" else "features"
+    if runner is not None and hasattr(detector, "tensor_fn"):
+        # Split over the replicas; detectors without a tensor function run in-process.
+        out = runner.map(("detect", output), detector.tensor_fn(output), images)
+    else:
+        out = getattr(detector, output)(images)
     out = np.asarray(out, dtype=np.float32)
     if out.ndim != 2 or out.shape[0] != images.shape[0]:
         raise ValueError(f"detector {_detector_name(detector)}: expected [{images.shape[0]}, D] "
@@ -166,7 +171,7 @@ def _real_cache_path(dataset, detector, spec, stats_kwargs, max_items):
     return os.path.join(cache_dir(), f"{tag}-{digest}.npz")
 
 
-def _real_stats(dataset, detector, spec, stats_kwargs, use_cache, progress):
+def _real_stats(dataset, detector, spec, stats_kwargs, use_cache, progress, runner=None):
     if dataset is None:
         raise ValueError(f"metric {spec.name}: needs a dataset (real images)")
     n = len(dataset) if spec.max_real is None else min(len(dataset), spec.max_real)
@@ -178,7 +183,7 @@ def _real_stats(dataset, detector, spec, stats_kwargs, use_cache, progress):
         if stats.is_full():
             break
         batch = _to_rgb(np.asarray(batch, np.uint8)[:stats.remaining()], "dataset images")
-        stats.append(_detect(detector, batch, spec.kind))
+        stats.append(_detect(detector, batch, spec.kind, runner))
         if progress is not None:
             progress("real", stats.num_items, n)
     if stats.num_items < n:
@@ -189,19 +194,37 @@ def _real_stats(dataset, detector, spec, stats_kwargs, use_cache, progress):
     return stats
 
 
-def _gen_stats(G, detector, spec, stats_kwargs, num_gen, batch_gen, dataset, rng, progress):
+def _generate(G, zs, cs, runner):
+    """Quantised images of the latent/label chunks ``zs``/``cs`` (``batch_gen`` rows each).
+
+    In-process: one ``G`` call per chunk. With a runner: ``num_replicas`` chunks per call, one
+    chunk per replica (the official per-GPU ``batch_gen``).
+    """
+    if runner is None:
+        return [quantize_images(keras.ops.convert_to_numpy(G.synthesis(G.mapping(z, c))))
+                for z, c in zip(zs, cs)]
+    step, out = runner.num_replicas, []
+    for i in range(0, len(zs), step):
+        img = runner.map("generate", lambda z, c: G.synthesis(G.mapping(z, c)),
+                         np.concatenate(zs[i:i + step]), np.concatenate(cs[i:i + step]),
+                         per_replica=len(zs[i]))
+        out.append(quantize_images(img))
+    return out
+
+
+def _gen_stats(G, detector, spec, stats_kwargs, num_gen, batch_gen, dataset, rng, progress,
+               runner=None):
     stats = feature_math.FeatureStats(max_items=num_gen, **stats_kwargs)
     while not stats.is_full():
         # Official: 64 images per detector call in chunks of batch_gen; we stop generating once
         # the remaining count is covered (the official surplus is discarded anyway).
         want = min(DETECTOR_BATCH, -(-stats.remaining() // batch_gen) * batch_gen)
-        images = []
+        zs, cs = [], []
         for _ in range(want // batch_gen):
-            z = rng.standard_normal([batch_gen, int(G.z_dim)]).astype(np.float32)
-            c = _draw_labels(G, batch_gen, rng, dataset)
-            img = G.synthesis(G.mapping(z, c))
-            images.append(quantize_images(keras.ops.convert_to_numpy(img)))
-        stats.append(_detect(detector, np.concatenate(images), spec.kind))
+            zs.append(rng.standard_normal([batch_gen, int(G.z_dim)]).astype(np.float32))
+            cs.append(_draw_labels(G, batch_gen, rng, dataset))
+        images = np.concatenate(_generate(G, zs, cs, runner))
+        stats.append(_detect(detector, images, spec.kind, runner))
         if progress is not None:
             progress("gen", stats.num_items, num_gen)
     return stats
@@ -210,33 +233,50 @@ def _gen_stats(G, detector, spec, stats_kwargs, num_gen, batch_gen, dataset, rng
 # ---------------------------------------------------------------------------------------------
 # Metric bodies.
 
-def _run_feature_metric(spec, G, dataset, detector, num_gen, batch_gen, rng, use_cache, progress):
+def _run_feature_metric(spec, G, dataset, detector, num_gen, batch_gen, rng, use_cache, progress,
+                        runner=None):
     o = spec.opts
+
+    def real(kw):
+        return _real_stats(dataset, detector, spec, kw, use_cache, progress, runner)
+
+    def gen(kw):
+        return _gen_stats(G, detector, spec, kw, num_gen, batch_gen, dataset, rng, progress,
+                          runner)
+
     if spec.kind == "fid":
         kw = dict(capture_mean_cov=True)
-        real = _real_stats(dataset, detector, spec, kw, use_cache, progress)
-        gen = _gen_stats(G, detector, spec, kw, num_gen, batch_gen, dataset, rng, progress)
-        return {spec.name: feature_math.compute_fid(*real.get_mean_cov(), *gen.get_mean_cov())}
-    if spec.kind == "is":
-        gen = _gen_stats(G, detector, spec, dict(capture_all=True), num_gen, batch_gen, dataset,
-                         rng, progress)
-        mean, std = feature_math.compute_is(gen.get_all(), num_splits=o["num_splits"])
-        return {f"{spec.name}_mean": mean, f"{spec.name}_std": std}
+        r, g = real(kw), gen(kw)
+        return {spec.name: feature_math.compute_fid(*r.get_mean_cov(), *g.get_mean_cov())}
     kw = dict(capture_all=True)
-    real = _real_stats(dataset, detector, spec, kw, use_cache, progress).get_all()
-    gen = _gen_stats(G, detector, spec, kw, num_gen, batch_gen, dataset, rng, progress).get_all()
+    if spec.kind == "is":
+        mean, std = feature_math.compute_is(gen(kw).get_all(), num_splits=o["num_splits"])
+        return {f"{spec.name}_mean": mean, f"{spec.name}_std": std}
+    real_f, gen_f = real(kw).get_all(), gen(kw).get_all()
     if spec.kind == "kid":
-        kid = feature_math.compute_kid(real, gen, num_subsets=o["num_subsets"],
+        kid = feature_math.compute_kid(real_f, gen_f, num_subsets=o["num_subsets"],
                                        max_subset_size=o["max_subset_size"], rng=rng)
         return {spec.name: kid}
-    precision, recall = feature_math.compute_pr(real, gen, k=o["nhood_size"],
+    precision, recall = feature_math.compute_pr(real_f, gen_f, k=o["nhood_size"],
                                                 row_batch=o["row_batch_size"],
                                                 col_batch=o["col_batch_size"])
     return {f"{spec.name}_precision": precision, f"{spec.name}_recall": recall}
 
 
+def _replica_runner(strategy):
+    """A replica runner for ``strategy`` (default: the active ``tf.distribute`` strategy), or
+    ``None`` to evaluate in-process (one replica, a multi-worker strategy, or not TensorFlow)."""
+    if keras.backend.backend() != "tensorflow":
+        if strategy is not None:
+            raise ValueError("calc_metric: a tf.distribute strategy needs the TensorFlow backend")
+        return None
+    from sg3keras.metrics import distributed  # TensorFlow-only module
+    return distributed.runner_for(strategy)
+
+
 def calc_metric(name, G, dataset=None, num_samples=None, detector_dir=None, batch_size=4,
-                progress=None, detector=None, snapshot_pkl=None, seed=0, use_cache=True):
+                progress=None, detector=None, snapshot_pkl=None, seed=0, use_cache=True,
+                strategy=None):
     """Evaluate one registered metric and return its JSONL record.
 
     Steps: look up ``name``; for feature metrics obtain the detector
@@ -259,6 +299,11 @@ def calc_metric(name, G, dataset=None, num_samples=None, detector_dir=None, batc
         detector: optional detector object overriding ``load_detector``.
         snapshot_pkl: recorded in the result. seed: NumPy seed for latents/labels/subsets.
         use_cache: read/write cached real statistics.
+        strategy: ``tf.distribute`` strategy whose replicas share the work (default: the active
+            one). Generation, detector and EQ evaluations are split over its replicas by sample
+            (:mod:`sg3keras.metrics.distributed`); the samples are the same as with one
+            replica, so the values agree up to float rounding. ``G`` should then be built
+            inside ``strategy.scope()`` (EQ metrics then evaluate one batch per replica).
 
     Returns:
         ``dict(results, metric, total_time, total_time_str, num_gpus, snapshot_pkl, timestamp,
@@ -275,21 +320,24 @@ def calc_metric(name, G, dataset=None, num_samples=None, detector_dir=None, batc
         raise ValueError(f"metric {name}: num_samples and batch_size must be >= 1, got "
                          f"{num_gen}, {batch_size}")
     rng = np.random.default_rng(seed)
+    runner = _replica_runner(strategy)
     start = time.time()
     if spec.kind == "eq":
         eq_progress = None if progress is None else (lambda d, t: progress("eq", d, t))
         out = compute_equivariance(G, num_gen, batch_size=int(batch_size), seed=seed,
-                                   dataset=dataset, progress=eq_progress, **spec.opts)
+                                   dataset=dataset, progress=eq_progress, runner=runner,
+                                   **spec.opts)
         results = {name: next(iter(out.values()))}
     else:
         if detector is None:
             from sg3keras.metrics import detectors  # lazy: heavy, and optional for EQ metrics
             detector = detectors.load_detector(spec.detector, detector_dir)
         results = _run_feature_metric(spec, G, dataset, detector, num_gen, int(batch_size), rng,
-                                      use_cache, progress)
+                                      use_cache, progress, runner)
     total = time.time() - start
+    num_gpus = 1 if runner is None else runner.num_replicas
     return dict(results={k: float(v) for k, v in results.items()}, metric=name,
-                total_time=total, total_time_str=format_time(total), num_gpus=1,
+                total_time=total, total_time_str=format_time(total), num_gpus=num_gpus,
                 snapshot_pkl=snapshot_pkl, timestamp=time.time(), num_samples=num_gen)
 
 

@@ -388,7 +388,8 @@ class TickCallback(keras.callbacks.Callback):
         dataset = ImageDataset(self.opts.data, use_labels=self.opts.cond)
         for name in self.opts.metrics:
             result = calc_metric(name, self.gan.G_ema, dataset=dataset,
-                                 num_samples=self.opts.metrics_num_samples)
+                                 num_samples=self.opts.metrics_num_samples,
+                                 strategy=self.gan.distribute_strategy)
             result["snapshot_pkl"] = os.path.basename(snapshot_path)
             append_jsonl(os.path.join(self.run_dir, f"metric-{name}.jsonl"), result)
             with self.writer.as_default(step=nimg):
