@@ -98,7 +98,9 @@ def dataset(source, dest, resolution, transform, max_images, skip_bad):
 @click.option("--batch", type=click.IntRange(min=1), help="[required] Total batch size")
 @click.option("--gamma", type=click.FloatRange(min=0), help="[required] R1 weight")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--batch-gpu", type=click.IntRange(min=1), default=None)
+@click.option("--batch-gpu", type=click.IntRange(min=1), default=None,
+              help="Samples per GPU/replica per round (gradient accumulation) [default: "
+                   "batch/replicas]")
 @click.option("--cond", type=bool, default=False, show_default=True)
 @click.option("--mirror", type=bool, default=False, show_default=True)
 @click.option("--aug", type=click.Choice(["noaug", "ada", "fixed"]), default="ada", show_default=True)
@@ -135,11 +137,6 @@ def train(dry_run, **kwargs):
     if missing:
         _fail(f"Missing option(s) {', '.join(missing)} (all required unless --resume)")
     kwargs["metrics"] = tuple(m for m in kwargs["metrics"].split(",") if m)
-    batch_gpu = kwargs.pop("batch_gpu")
-    replicas = (kwargs["gpus"] or 1) * kwargs["workers"]
-    if batch_gpu is not None and kwargs["batch"] and batch_gpu * replicas != kwargs["batch"]:
-        _fail(f"--batch-gpu={batch_gpu} would need gradient accumulation (--batch / replicas = "
-              f"{kwargs['batch'] / replicas:g}), which is not implemented yet")
     opts = TrainOptions(**{k: v for k, v in kwargs.items() if v is not None})
     try:
         if dry_run:

@@ -146,6 +146,8 @@ class TrainConfig:
     """Optimiser, schedule and augmentation settings of train.py / training_loop.py."""
 
     batch: int = 32                    # Total batch size (all replicas).
+    batch_gpu: Optional[int] = None    # Samples per replica per round (gradient accumulation);
+                                       # None (or >= batch / replicas) = one round, as train.py.
     g_lr: float = 0.0025               # 0.002 for stylegan2.
     d_lr: float = 0.002
     betas: Tuple[float, float] = (0.0, 0.99)

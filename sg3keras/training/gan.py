@@ -17,6 +17,16 @@ Lazy regularisation uses separate compiled step functions selected per step in P
 of a step is drawn statelessly from ``(seed, step, phase)`` for the global batch and sliced per
 replica, so a 2-replica run draws the same latents as a single-replica run of the same batch and
 a resumed run draws the same latents as an uninterrupted one.
+
+Gradient accumulation (``TrainConfig.batch_gpu``, train.py ``--batch-gpu``): each replica runs
+every phase in rounds of ``batch_gpu`` samples, sums the gradients of the rounds and takes one
+optimizer step per phase. Round k of replica r uses the same latent rows as the single-pass run,
+so only float rounding changes -- except where the official loop itself depends on the round
+size: ``update_emas`` (``w_avg``, ``magnitude_ema``) and ``pl_mean`` move once per round, path
+length uses ``batch_gpu // pl_batch_shrink`` samples per round, and D's minibatch-stddev groups
+samples within one round. The official loop sums per-round *means* (``rounds`` x the batch
+gradient, which Adam's scale invariance absorbs up to ``eps``); here every loss stays averaged
+over the global batch, so ``batch_gpu`` changes memory use, not the gradient.
 """
 
 import math
@@ -75,6 +85,13 @@ def _sanitize(grads):
     return out
 
 
+def _add_grads(a, b):
+    """Sum of two gradients, either of which may be None (no path to the variable)."""
+    if a is None or b is None:
+        return b if a is None else a
+    return tf.convert_to_tensor(a) + tf.convert_to_tensor(b)
+
+
 @keras.saving.register_keras_serializable(package="sg3keras")
 class StyleGAN(keras.Model):
     """G, D and G_ema trained with the official StyleGAN2/3 objective under ``fit``.
@@ -83,8 +100,8 @@ class StyleGAN(keras.Model):
         G, D, G_ema: generator, discriminator and the EMA copy of G (same architecture as G).
         augment_pipe: optional :class:`sg3keras.augment.AugmentPipe` applied to every D input.
         loss_config: :class:`sg3keras.config.LossConfig` (gamma, blur, mixing, path length).
-        train_config: :class:`sg3keras.config.TrainConfig` (global batch, EMA, lazy-reg intervals,
-            ADA target/interval/speed).
+        train_config: :class:`sg3keras.config.TrainConfig` (global batch, ``batch_gpu`` rounds,
+            EMA, lazy-reg intervals, ADA target/interval/speed).
         label_table: ``[L, c_dim]`` labels of the dataset; generated images are conditioned on
             labels drawn uniformly from it (as official). None for unconditional models.
         seed: seed of the stateless per-step random draws.
@@ -225,13 +242,25 @@ class StyleGAN(keras.Model):
                                           maxval=len(self.label_table), dtype=tf.int64)
         return self._local(tf.gather(tf.constant(self.label_table), idx), n)
 
+    def _gen_inputs(self, phase, n):
+        """This replica's ``z``, ``c`` (and mixing ``z2``) of a phase: ``n`` rows each."""
+        g = dict(z=self._latents(phase, n), c=self._gen_labels(phase, n))
+        if self.loss_config.style_mixing_prob > 0:
+            g["z2"] = self._latents(phase + 40, n)
+        return g
+
     # ----------------------------------------------------------------------------------------
     # The official run_G / run_D.
 
     def _c(self, c):
         return c if self.c_dim > 0 else None
 
-    def _run_G(self, z, c, phase, update_emas=False):
+    def _run_G(self, g, phase, update_emas=False):
+        """``g``: dict of ``z``, ``c`` and, with style mixing, ``z2`` (see ``_gen_inputs``).
+
+        The mixing cutoff comes from ``(seed, step, phase)``, so every round of a phase (and
+        every replica) shares it; the official loop draws one per ``run_G`` call."""
+        z, c = g["z"], g["c"]
         ws = self.G.mapping(z, self._c(c), update_emas=update_emas)
         p = self.loss_config.style_mixing_prob
         if p > 0:
@@ -241,8 +270,7 @@ class StyleGAN(keras.Model):
                                                  dtype=tf.int32)
             use = tf.random.stateless_uniform([], seed=seed + 1) < p
             cutoff = tf.where(use, cutoff, num_ws)
-            z2 = self._latents(phase + 40, tf.shape(z)[0])
-            ws2 = self.G.mapping(z2, self._c(c), update_emas=False)
+            ws2 = self.G.mapping(g["z2"], self._c(c), update_emas=False)
             mix = tf.reshape(tf.range(num_ws) >= cutoff, [1, num_ws, 1])
             ws = tf.where(mix, ws2, ws)
         return self.G.synthesis(ws, update_emas=update_emas), ws
@@ -261,55 +289,107 @@ class StyleGAN(keras.Model):
     # ----------------------------------------------------------------------------------------
     # One training iteration.
 
+    def _rounds(self, real):
+        """``(n, chunks)``: this replica's batch and its ``(start, size)`` rounds of batch_gpu."""
+        ctx = tf.distribute.get_replica_context()
+        replicas = 1 if ctx is None else ctx.num_replicas_in_sync
+        n = self.global_batch // replicas
+        if real.shape[0] is not None and real.shape[0] != n:
+            raise ValueError(f"StyleGAN: per-replica batch of reals is {real.shape[0]}, expected "
+                             f"TrainConfig.batch / replicas = {self.global_batch} / {replicas}")
+        # At least one whole round: a config resolved for fewer replicas (batch_gpu > n) runs
+        # each replica's batch in one pass.
+        batch_gpu = min(self.train_config.batch_gpu or n, n)
+        if n % batch_gpu:
+            raise ValueError(f"StyleGAN: batch_gpu={batch_gpu} must divide the per-replica batch "
+                             f"{n} (TrainConfig.batch {self.global_batch} / {replicas} replicas)")
+        return n, [(k * batch_gpu, batch_gpu) for k in range(n // batch_gpu)]
+
+    def _accumulate(self, loss_fn, model, inputs, chunks):
+        """Sum over ``chunks`` of ``d loss_fn(chunk) / d model.trainable_variables``.
+
+        Args:
+            loss_fn: ``(part, k) -> (loss, stats)``; ``part`` is ``inputs`` sliced to round ``k``;
+                ``stats`` maps tracker names (others are ignored here) to per-sample values.
+            model: the model whose trainable variables get gradients.
+            inputs: nest of replica-level tensors, sliced along axis 0 per round.
+            chunks: ``[(start, size)]`` rows of ``inputs`` per round.
+        Returns:
+            ``(grads, stats)``: summed gradients (None where no round reaches a variable) and
+            the list of every round's ``stats``.
+
+        Round k's inputs wait for round k-1's gradients (control dependencies), so only one
+        round's activations are alive at a time; the gradient sums are the only carried state.
+        A static Python loop, not ``tf.while_loop``: the ``update_emas`` buffer writes are
+        cross-replica ``merge_call``s, which are not allowed inside control flow.
+        """
+        total, all_stats = None, []
+        for k, (start, size) in enumerate(chunks):
+            part = tf.nest.map_structure(lambda t: t[start:start + size], inputs)
+            if total is not None:
+                with tf.control_dependencies([g for g in total if g is not None]):
+                    part = tf.nest.map_structure(tf.identity, part)
+            with tf.GradientTape() as tape:
+                loss, stats = loss_fn(part, k)
+            grads = tape.gradient(loss, model.trainable_variables)
+            total = grads if total is None else [_add_grads(a, b) for a, b in zip(total, grads)]
+            for name, value in stats.items():
+                if name in self.trackers:
+                    self.trackers[name].update_state(value)
+            all_stats.append(stats)
+        return total, all_stats
+
     def _train_step(self, data, do_dreg, do_greg):
         real, real_c = data
         real = tf.cast(real, tf.float32)
-        n = tf.shape(real)[0]
+        n, chunks = self._rounds(real)
         lc, tc = self.loss_config, self.train_config
         sigma = blur_sigma_at(self.cur_nimg, lc.blur_init_sigma, lc.blur_fade_kimg)
 
         # Gmain.
-        z, c = self._latents(_PH_GMAIN, n), self._gen_labels(_PH_GMAIN, n)
-        with tf.GradientTape() as tape:
-            img, _ = self._run_G(z, c, _PH_GMAIN)
-            fake_logits = self._run_D(img, c, sigma)
+        def gmain(g, k):
+            img, _ = self._run_G(g, _PH_GMAIN)
+            fake_logits = self._run_D(img, g["c"], sigma)
             loss_g = losses.nonsaturating_generator_loss(fake_logits)
-            loss = self._avg(loss_g)
-        self._apply(self.g_optimizer, tape.gradient(loss, self.G.trainable_variables), self.G)
-        self.trackers["Loss/scores/fake"].update_state(fake_logits)
-        self.trackers["Loss/signs/fake"].update_state(tf.sign(fake_logits))
-        self.trackers["Loss/G/loss"].update_state(loss_g)
+            return self._avg(loss_g), {"Loss/scores/fake": fake_logits,
+                                       "Loss/signs/fake": tf.sign(fake_logits),
+                                       "Loss/G/loss": loss_g}
+        grads, _ = self._accumulate(gmain, self.G, self._gen_inputs(_PH_GMAIN, n), chunks)
+        self._apply(self.g_optimizer, grads, self.G)
 
         if do_greg:
-            self._path_length_step(n)
+            self._path_length_step(n, chunks)
 
-        # Dmain: G runs with update_emas=True (w_avg, magnitude_ema move here, as official).
-        z, c = self._latents(_PH_DMAIN, n), self._gen_labels(_PH_DMAIN, n)
-        img, _ = self._run_G(z, c, _PH_DMAIN, update_emas=True)
-        img = tf.stop_gradient(img)
-        with tf.GradientTape() as tape:
-            fake_logits = self._run_D(img, c, sigma)
-            real_logits = self._run_D(real, real_c, sigma)
+        # Dmain: G runs with update_emas=True (w_avg, magnitude_ema move here, as official,
+        # once per round); stop_gradient keeps the backward pass out of G.
+        def dmain(part, k):
+            img, _ = self._run_G(part["gen"], _PH_DMAIN, update_emas=True)
+            fake_logits = self._run_D(tf.stop_gradient(img), part["gen"]["c"], sigma)
+            real_logits = self._run_D(part["real"], part["real_c"], sigma)
             loss_real, loss_fake = losses.nonsaturating_discriminator_loss(real_logits, fake_logits)
             loss_d = loss_real + loss_fake
-            loss = self._avg(loss_d)
-        self._apply(self.d_optimizer, tape.gradient(loss, self.D.trainable_variables), self.D)
-        self.trackers["Loss/scores/real"].update_state(real_logits)
-        self.trackers["Loss/signs/real"].update_state(tf.sign(real_logits))
-        self.trackers["Loss/D/loss"].update_state(loss_d)
-        sign_sum, sign_count = tf.reduce_sum(tf.sign(real_logits)), tf.cast(n, tf.float32)
+            return self._avg(loss_d), {"Loss/scores/real": real_logits,
+                                       "Loss/signs/real": tf.sign(real_logits),
+                                       "Loss/D/loss": loss_d, "ada_signs": tf.sign(real_logits)}
+        reals = dict(real=real, real_c=real_c)
+        grads, stats = self._accumulate(dmain, self.D, dict(gen=self._gen_inputs(_PH_DMAIN, n),
+                                                            **reals), chunks)
+        self._apply(self.d_optimizer, grads, self.D)
+        signs = [s["ada_signs"] for s in stats]
 
         if do_dreg:
-            with tf.GradientTape() as tape:
+            def dreg(part, k):
                 penalty, reg_logits = losses.r1_penalty(
-                    lambda x: self._run_D(x, real_c, sigma), real)
+                    lambda x: self._run_D(x, part["real_c"], sigma), part["real"])
                 loss_r1 = penalty * (lc.r1_gamma / 2) * tc.d_reg_interval
-                loss = self._avg(loss_r1)
-            self._apply(self.d_optimizer, tape.gradient(loss, self.D.trainable_variables), self.D)
-            self.trackers["Loss/r1_penalty"].update_state(penalty)
-            sign_sum += tf.reduce_sum(tf.sign(reg_logits))
-            sign_count += tf.cast(n, tf.float32)
+                return self._avg(loss_r1), {"Loss/r1_penalty": penalty,
+                                            "ada_signs": tf.sign(reg_logits)}
+            grads, stats = self._accumulate(dreg, self.D, reals, chunks)
+            self._apply(self.d_optimizer, grads, self.D)
+            signs += [s["ada_signs"] for s in stats]
 
+        sign_sum = tf.add_n([tf.reduce_sum(s) for s in signs])
+        sign_count = tf.add_n([tf.cast(tf.size(s), tf.float32) for s in signs])
         self._update_ada(sign_sum, sign_count)
         self._update_ema()
         return self._logs()
@@ -321,25 +401,31 @@ class StyleGAN(keras.Model):
                  if g is not None]
         optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
 
-    def _path_length_step(self, n):
-        """StyleGAN2 Greg: path-length penalty on batch/shrink samples, x g_reg_interval."""
+    def _path_length_step(self, n, chunks):
+        """StyleGAN2 Greg: path-length penalty x g_reg_interval on ``size // pl_batch_shrink``
+        samples of every round (official), ``pl_mean`` moving once per round."""
         lc, tc = self.loss_config, self.train_config
-        shrink = lc.pl_batch_shrink
-        n_pl = tf.maximum(n // shrink, 1)
-        z = self._latents(_PH_GREG, n)[:n_pl]
-        c = self._gen_labels(_PH_GREG, n)[:n_pl]
-        with tf.GradientTape() as tape:
-            ws = self.G.mapping(z, self._c(c))
-            res = self.G.img_resolution
-            noise = tf.random.stateless_normal(
-                [n_pl, res, res, self.G.img_channels], seed=self._seed(_PH_GREG + 48))
+        n_pl = max(chunks[0][1] // lc.pl_batch_shrink, 1)
+        ctx = tf.distribute.get_replica_context()
+        total = (1 if ctx is None else ctx.num_replicas_in_sync) * len(chunks) * n_pl
+        res = self.G.img_resolution
+
+        def greg(g, k):
+            ws = self.G.mapping(g["z"], self._c(g["c"]))
+            seed = self._seed(_PH_GREG + 48)
+            if k:
+                seed = tf.random.experimental.stateless_fold_in(seed, k)
+            with tf.control_dependencies([g["z"]]):    # Drawn when this round starts.
+                noise = tf.random.stateless_normal([n_pl, res, res, self.G.img_channels], seed)
             penalty, pl_mean = losses.path_length_penalty(
                 self.G.synthesis, ws, self.pl_mean, lc.pl_decay, noise=noise / res)
-            loss = self._avg(penalty * lc.pl_weight * tc.g_reg_interval,
-                             batch=max(self.global_batch // shrink, 1))
-        self.pl_mean.assign(pl_mean)
-        self._apply(self.g_optimizer, tape.gradient(loss, self.G.trainable_variables), self.G)
-        self.trackers["Loss/pl_penalty"].update_state(penalty)
+            self.pl_mean.assign(pl_mean)
+            loss = self._avg(penalty * lc.pl_weight * tc.g_reg_interval, batch=total)
+            return loss, {"Loss/pl_penalty": penalty}
+
+        gen = dict(z=self._latents(_PH_GREG, n), c=self._gen_labels(_PH_GREG, n))
+        grads, _ = self._accumulate(greg, self.G, gen, [(s, n_pl) for s, _ in chunks])
+        self._apply(self.g_optimizer, grads, self.G)
 
     def _update_ada(self, sign_sum, sign_count):
         """Accumulate sign(D(real)) over all replicas; adjust p every ``ada_interval`` steps."""

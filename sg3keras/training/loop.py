@@ -44,7 +44,7 @@ class TrainOptions:
     gpus: int = 1
     workers: int = 1               # > 1: MultiWorkerMirroredStrategy from TF_CONFIG.
     batch: int = 32
-    batch_gpu: Optional[int] = None
+    batch_gpu: Optional[int] = None  # Per-replica round size; None = batch / replicas.
     gamma: Optional[float] = None  # Required by train.py; None = recommended for the resolution.
     cond: bool = False
     mirror: bool = False
@@ -75,9 +75,19 @@ class TrainOptions:
 
 def resolve_options(opts: TrainOptions, dataset=None):
     """Everything the run needs as plain data: preset configs + derived schedule numbers."""
-    if opts.batch % (opts.gpus * opts.workers):
+    replicas = opts.gpus * opts.workers
+    if opts.batch % replicas:
         raise ValueError(f"--batch={opts.batch} must be a multiple of --gpus x --workers "
-                         f"({opts.gpus * opts.workers})")
+                         f"({replicas})")
+    batch_gpu = opts.batch // replicas if opts.batch_gpu is None else opts.batch_gpu
+    if batch_gpu < 1 or opts.batch % (replicas * batch_gpu):
+        raise ValueError(f"--batch-gpu={batch_gpu}: --batch={opts.batch} must be a multiple of "
+                         f"--gpus x --workers x --batch-gpu = {opts.gpus} x {opts.workers} x "
+                         f"{batch_gpu} (--batch-gpu must divide the per-replica batch "
+                         f"{opts.batch // replicas})")
+    if opts.batch_gpu is not None and batch_gpu < opts.mbstd_group:
+        raise ValueError(f"--batch-gpu={batch_gpu} cannot be smaller than --mbstd-group="
+                         f"{opts.mbstd_group} (D's minibatch-stddev groups samples of one round)")
     res = dataset.resolution if dataset is not None else None
     over = dict(channel_base=opts.cbase * (2 if opts.cfg == "stylegan3-r" else 1),
                 channel_max=opts.cmax * (2 if opts.cfg == "stylegan3-r" else 1))
@@ -98,9 +108,9 @@ def resolve_options(opts: TrainOptions, dataset=None):
     if opts.gamma is not None:
         loss = dataclasses.replace(loss, r1_gamma=float(opts.gamma))
     train = dataclasses.replace(
-        preset.train, batch=opts.batch, d_lr=opts.dlr, aug=opts.aug, augpipe=opts.augpipe,
-        augment_p=opts.p if opts.aug == "fixed" else 0.0, ada_target=opts.target,
-        ada_kimg=opts.ada_kimg, kimg=opts.kimg, kimg_per_tick=opts.tick,
+        preset.train, batch=opts.batch, batch_gpu=batch_gpu, d_lr=opts.dlr, aug=opts.aug,
+        augpipe=opts.augpipe, augment_p=opts.p if opts.aug == "fixed" else 0.0,
+        ada_target=opts.target, ada_kimg=opts.ada_kimg, kimg=opts.kimg, kimg_per_tick=opts.tick,
         snapshot_ticks=opts.snap, mirror=opts.mirror, seed=opts.seed)
     if opts.glr is not None:
         train = dataclasses.replace(train, g_lr=opts.glr)
