@@ -216,7 +216,7 @@ def train(opts: TrainOptions, strategy=None, log=print):
                             start_time_offset=(resume_meta or {}).get("total_sec", 0.0))
     gan.fit(tf_ds, epochs=cfg["num_ticks"], initial_epoch=start_step // steps_per_tick,
             steps_per_epoch=steps_per_tick, verbose=0,
-            callbacks=[distribute.StartedCallback(), callback])
+            callbacks=[distribute.StartedCallback(), distribute.WorkerWatchdog(), callback])
     if callback.error is not None:
         raise callback.error
     return run_dir
