@@ -131,7 +131,9 @@ def dataset(source, dest, resolution, transform, max_images, skip_bad):
 @click.option("--dry-run", "-n", is_flag=True, help="Print the resolved options and exit")
 def train(dry_run, **kwargs):
     """Train a StyleGAN3 / StyleGAN2 (official train.py flags)."""
-    from sg3keras.training.loop import TrainOptions, describe, train as run
+    from sg3keras.training.checkpoint import CheckpointError
+    from sg3keras.training.distribute import PeerFailureError
+    from sg3keras.training.loop import TrainOptions, TrainingDivergedError, describe, train as run
     required = ["outdir", "cfg", "data", "gpus", "batch", "gamma"]
     missing = [f"--{k}" for k in required if kwargs[k] is None and not kwargs["resume"]]
     if missing:
@@ -143,7 +145,9 @@ def train(dry_run, **kwargs):
             click.echo(json.dumps(describe(opts), indent=2, default=str))
             return
         run_dir = run(opts, log=click.echo)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, TrainingDivergedError, PeerFailureError,
+            CheckpointError) as e:
+        # Run-ending conditions the library explains itself: one line, no traceback.
         _fail(e)
     click.echo(f"Run directory: {run_dir}")
 
