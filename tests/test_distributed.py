@@ -35,6 +35,7 @@ def _compare(a_path, b_path, atol):
     assert sorted(a.files) == sorted(b.files)
     assert int(a["step"]) == int(b["step"]) == 2
     worst = max(((float(np.abs(a[k] - b[k]).max()), k) for k in a.files))
+    print(f"max |diff| {worst[0]:.3g} in {worst[1]}")
     assert worst[0] <= atol, f"max |diff| {worst[0]:.3g} in {worst[1]}"
     return worst
 
@@ -50,8 +51,9 @@ def single(tmp_path_factory):
 def test_mirrored_two_logical_cpus_matches_single_replica(single, tmp_path):
     _finish(_run(tmp_path / "mirrored.npz", "mirrored"))
     # Float-level differences only (the batch-wide style RMS of modulated conv and the
-    # reduction order differ); GAN dynamics over 2 Adam steps keep them small.
-    _compare(single, tmp_path / "mirrored.npz", atol=2e-4)
+    # reduction order differ); the script's Adam eps keeps them from being amplified.
+    # Measured 5.0e-7 (AMD AVX2 CPU).
+    _compare(single, tmp_path / "mirrored.npz", atol=2e-5)
 
 
 @pytest.mark.slow
@@ -59,7 +61,7 @@ def test_multiworker_two_processes_matches_single_replica(single, tmp_path):
     procs = mw.start_workers([SCRIPT, tmp_path / "mw.npz", "multiworker", "2"])
     outs = [_finish(p) for p in procs]
     assert all("OK multiworker 2" in o for o in outs)
-    _compare(single, tmp_path / "mw.npz", atol=2e-4)
+    _compare(single, tmp_path / "mw.npz", atol=2e-5)
 
 
 @pytest.mark.slow
