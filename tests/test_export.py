@@ -28,7 +28,9 @@ def _tiny(preset, c_dim=0, seed=0):
     layer's ``magnitude_ema`` is set to the mean square of its input (a trained network's state;
     at init it is 1 and the activations grow until they hit the clamp), and ToRGB's bias centres
     the output."""
+    import keras
     from sg3keras.models.generator import Generator
+    keras.utils.set_random_seed(seed)   # ``seed=`` fixes only the Fourier features, not weights
     G = Generator.from_preset(preset, c_dim=c_dim, seed=seed, **TINY)
     rng = np.random.RandomState(seed)
     affine = G.synthesis.input.affine
@@ -51,8 +53,10 @@ def _tiny(preset, c_dim=0, seed=0):
     return G
 
 
-def _tiny_sg2():
+def _tiny_sg2(seed=4):
+    import keras
     from sg3keras.models.stylegan2_generator import StyleGAN2Generator
+    keras.utils.set_random_seed(seed)
     G = StyleGAN2Generator.from_preset("stylegan2", **TINY)
     for v in G.weights:          # images mostly inside [-1, 1] (not saturated)
         if "torgb" in v.path and v.path.endswith("weight") and "affine" not in v.path:

@@ -72,7 +72,9 @@ class FieldGenerator:
 
 @pytest.fixture(scope="module")
 def tiny_g():
+    import keras
     from sg3keras.models.generator import Generator
+    keras.utils.set_random_seed(0)      # ``seed=`` fixes only the Fourier features, not weights
     G = Generator.from_preset("stylegan3-t", img_resolution=16, channel_base=256, channel_max=16,
                               z_dim=16, w_dim=16, seed=0, magnitude_ema_beta=0.0)
     # A fresh network saturates at the ToRGB clamp; one EMA update (beta 0) calibrates the
