@@ -111,7 +111,9 @@ class Generator(keras.Model):
     Args:
         config: :class:`GeneratorConfig` (or its dict); ``family`` must be ``"stylegan3"``.
         impl: ``filtered_lrelu`` implementation, ``"fast"`` (default) or ``"ref"``.
-        seed: seed of the random Fourier features (None = random).
+        seed: seed of the random Fourier features (None = random). The trainable weights draw
+            from Keras's global RNG: call ``keras.utils.set_random_seed`` first for a
+            reproducible initialisation.
 
     Call arguments:
         z: ``[N, z_dim]``; c: ``[N, c_dim]`` (required when ``c_dim > 0``);
