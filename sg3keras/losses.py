@@ -98,8 +98,9 @@ def path_length_penalty(synthesis_fn, ws, pl_mean, pl_decay=0.01, noise=None, se
     1. ``img = synthesis_fn(ws)``; ``y = noise`` or ``N(0, 1) / sqrt(H * W)`` of ``img``'s shape.
     2. ``g = d sum(img * y) / d ws`` (inner tape).
     3. ``pl_lengths = sqrt(mean over ws of sum over w_dim of g^2)`` -> ``[N]``.
-    4. ``new_pl_mean = pl_mean + pl_decay * (mean(pl_lengths) - pl_mean)`` (no gradient).
-    5. ``penalty = (pl_lengths - new_pl_mean)^2`` (the official loss multiplies by pl_weight).
+    4. ``new_pl_mean = pl_mean + pl_decay * (mean(pl_lengths) - pl_mean)``.
+    5. ``penalty = (pl_lengths - new_pl_mean)^2`` (the official loss multiplies by pl_weight;
+       the gradient also flows through ``new_pl_mean``; the returned mean is detached).
 
     The official ``pl_no_weight_grad`` only skips conv weight gradients inside the inner
     backward on CUDA (a speed trick); it is not reproduced.
@@ -133,55 +134,84 @@ def path_length_penalty(synthesis_fn, ws, pl_mean, pl_decay=0.01, noise=None, se
     _, grads = input_gradient(fn, ws)
     pl_lengths = ops.sqrt(ops.mean(ops.sum(ops.square(grads), axis=2), axis=1))   # [N]
     pl_mean = ops.cast(pl_mean, pl_lengths.dtype)
-    new_pl_mean = ops.stop_gradient(pl_mean + pl_decay * (ops.mean(pl_lengths) - pl_mean))
-    return ops.square(pl_lengths - new_pl_mean), new_pl_mean
+    # As official: the penalty is differentiated through the updated mean too (its
+    # ``pl_decay / N`` share of every length); only the stored value is detached.
+    new_pl_mean = pl_mean + pl_decay * (ops.mean(pl_lengths) - pl_mean)
+    return ops.square(pl_lengths - new_pl_mean), ops.stop_gradient(new_pl_mean)
 
 
 def blur_sigma(cur_nimg, blur_init_sigma, blur_fade_kimg):
-    """Blur "sigma" of the D input at ``cur_nimg``: linear fade from ``blur_init_sigma`` to 0
-    over ``blur_fade_kimg`` thousand images; 0 when ``blur_fade_kimg <= 0``. Python float."""
-    if blur_fade_kimg <= 0:
-        return 0.0
-    return max(1 - cur_nimg / (blur_fade_kimg * 1e3), 0) * blur_init_sigma
+    """Blur "sigma" of the D input at ``cur_nimg`` (paper Appendix D.2, config R): a linear fade
+    ``max(1 - cur_nimg / (blur_fade_kimg * 1e3), 0) * blur_init_sigma``; 0 when
+    ``blur_fade_kimg <= 0`` or ``blur_init_sigma <= 0``.
+
+    A Python number gives a Python float; a tensor ``cur_nimg`` (the trainer's image counter)
+    gives a float64 scalar tensor, computed exactly like the Python expression."""
+    if blur_fade_kimg <= 0 or blur_init_sigma <= 0:
+        return 0.0 if isinstance(cur_nimg, (int, float, np.number)) else \
+            ops.zeros((), "float64")
+    if isinstance(cur_nimg, (int, float, np.number)):
+        return max(1 - cur_nimg / (blur_fade_kimg * 1e3), 0) * blur_init_sigma
+    t = 1.0 - ops.cast(cur_nimg, "float64") / (float(blur_fade_kimg) * 1e3)
+    return ops.maximum(t, 0.0) * float(blur_init_sigma)
 
 
-def blur_kernel(sigma):
-    """Separable blur taps ``2^(-(x / sigma)^2)`` for integer ``x`` in ``[-floor(3 sigma),
-    floor(3 sigma)]``, normalised to sum 1 (float32, like the official float32 arithmetic).
-    ``sigma`` is *not* a Gaussian std. Returns None when ``floor(3 sigma) == 0`` (no blur)."""
-    sigma = float(sigma)
-    if sigma < 0 or not math.isfinite(sigma):
-        raise ValueError(f"blur_kernel: sigma must be a finite number >= 0, got {sigma}")
-    size = math.floor(sigma * 3)
-    if size <= 0:
+def blur_kernel(sigma, max_sigma=None):
+    """Separable blur taps ``2^(-(x / sigma)^2)`` for integer ``|x| <= floor(3 sigma)``,
+    normalised to sum 1 (float32, like the official float32 arithmetic). ``sigma`` is *not* a
+    Gaussian std.
+
+    With a Python ``sigma`` the taps span ``[-floor(3 sigma), floor(3 sigma)]`` and the result is
+    a numpy array, or None when ``floor(3 sigma) == 0`` (no blur). With ``max_sigma`` (for a
+    tensor ``sigma`` that changes during training, in a fixed-size graph) the taps span
+    ``floor(3 max_sigma)``; taps beyond ``floor(3 sigma)`` are zero, which is the same filter,
+    and ``floor(3 sigma) == 0`` gives the identity filter.
+    """
+    if max_sigma is None:
+        sigma = float(sigma)
+        if sigma < 0 or not math.isfinite(sigma):
+            raise ValueError(f"blur_kernel: sigma must be a finite number >= 0, got {sigma}")
+        size = math.floor(sigma * 3)
+        if size <= 0:
+            return None
+        x = np.arange(-size, size + 1, dtype=np.float32)
+        f = np.exp2(-np.square(x / np.float32(sigma)))
+        return (f / f.sum()).astype(np.float32)
+    radius = math.floor(float(max_sigma) * 3)
+    if radius <= 0:
         return None
-    x = np.arange(-size, size + 1, dtype=np.float32)
-    f = np.exp2(-np.square(x / np.float32(sigma)))
-    return (f / f.sum()).astype(np.float32)
+    x = ops.arange(-radius, radius + 1, dtype="float32")
+    s = ops.cast(sigma, "float32")
+    f = ops.power(2.0, -ops.square(x / ops.maximum(s, 1e-8)))
+    f = ops.where(ops.abs(x) <= ops.floor(s * 3.0), f, ops.zeros_like(f))
+    return f / ops.sum(f)
 
 
-def blur_images(x, sigma):
+def blur_images(x, sigma, max_sigma=None):
     """Blur NHWC images with :func:`blur_kernel` (``filter2d``, zero padding, same size).
 
-    ``sigma`` must be a Python number (it sets the static kernel size); no-op when
-    ``floor(3 sigma) == 0``.
+    ``sigma`` a Python number: static kernel, no-op when ``floor(3 sigma) == 0``. ``sigma`` a
+    tensor: pass ``max_sigma`` (the largest sigma it can take) to fix the kernel size.
     """
-    f = blur_kernel(sigma)
+    f = blur_kernel(sigma, max_sigma)
     if f is None:
         return x
     return filter2d(x, f)
 
 
-def style_mix(ws, mix_ws, prob, seed=None):
+def style_mix(ws, mix_ws, prob, seed=None, uniforms=None):
     """Style mixing of ``run_G``: ``ws[:, cutoff:] = mix_ws[:, cutoff:]``, one cutoff per call.
 
     With probability ``prob`` the cutoff is uniform in ``[1, num_ws)``, otherwise ``num_ws``
-    (no mixing). ``mix_ws`` is the mapping of a fresh ``z`` with the same labels.
+    (no mixing): from two uniforms ``u0, u1`` in ``[0, 1)``, ``cutoff = 1 + floor(u0 (num_ws -
+    1))`` if ``u1 < prob``. ``mix_ws`` is the mapping of a fresh ``z`` with the same labels.
 
     Args:
         ws, mix_ws: ``[N, num_ws, w_dim]``.
         prob: style-mixing probability (0.9 for stylegan2).
-        seed: int or ``keras.random.SeedGenerator``.
+        seed: int or ``keras.random.SeedGenerator`` for drawing ``u0, u1``.
+        uniforms: ``(u0, u1)`` already drawn (the trainer draws them statelessly); overrides
+            ``seed``.
     Returns:
         ``(mixed ws, cutoff)`` (cutoff is a scalar int32 tensor).
     """
@@ -191,10 +221,11 @@ def style_mix(ws, mix_ws, prob, seed=None):
         raise ValueError(f"style_mix: ws {list(ws.shape)} and mix_ws {list(mix_ws.shape)} differ")
     if num_ws < 2 or prob <= 0:
         return ws, ops.convert_to_tensor(num_ws, "int32")
-    # An int seed would give both draws the same stream: derive a second one.
-    seed2 = seed + 7919 if isinstance(seed, int) else seed
-    cutoff = keras.random.randint([], 1, num_ws, seed=seed, dtype="int32")
-    use = keras.random.uniform([], seed=seed2) < prob
-    cutoff = ops.where(use, cutoff, ops.convert_to_tensor(num_ws, "int32"))
+    if uniforms is None:
+        u = keras.random.uniform([2], seed=seed)
+        uniforms = (u[0], u[1])
+    u0, u1 = (ops.cast(u, "float32") for u in uniforms)
+    cutoff = ops.minimum(1 + ops.cast(ops.floor(u0 * (num_ws - 1)), "int32"), num_ws - 1)
+    cutoff = ops.where(u1 < prob, cutoff, ops.convert_to_tensor(num_ws, "int32"))
     mask = (ops.arange(num_ws, dtype="int32") >= cutoff)[None, :, None]
     return ops.where(mask, ops.cast(mix_ws, ws.dtype), ws), cutoff

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Sequence, Tuple
 import numpy as np
 
 __all__ = ["Rule", "apply_table", "keras_weight_paths", "identity", "transpose_fc",
-           "conv_oikk_to_kkio", "flatten_init_kwargs"]
+           "conv_oikk_to_kkio", "conv_kkio_to_oikk", "chw_to_hwc", "hwc_to_chw", "official_layout", "flatten_init_kwargs"]
 
 # (regex fully matching an official name, destination template using \1 groups, transform)
 Rule = Tuple[str, str, Callable[[np.ndarray], np.ndarray]]
@@ -34,6 +34,26 @@ def transpose_fc(a):
 def conv_oikk_to_kkio(a):
     """Conv weight ``[O, I, kh, kw]`` (PyTorch) -> ``[kh, kw, I, O]`` (Keras)."""
     return np.transpose(a, (2, 3, 1, 0))
+
+
+def conv_kkio_to_oikk(a):
+    """Conv weight ``[kh, kw, I, O]`` (Keras) -> ``[O, I, kh, kw]`` (PyTorch)."""
+    return np.transpose(a, (3, 2, 0, 1))
+
+
+def chw_to_hwc(a):
+    """Constant input ``[C, R, R]`` (PyTorch) -> ``[R, R, C]`` (Keras)."""
+    return np.transpose(a, (1, 2, 0))
+
+
+def hwc_to_chw(a):
+    """Constant input ``[R, R, C]`` (Keras) -> ``[C, R, R]`` (PyTorch)."""
+    return np.transpose(a, (2, 0, 1))
+
+
+# The way back from a Keras layout to the official one, per forward transform.
+_INVERSE = {identity: identity, transpose_fc: transpose_fc, conv_oikk_to_kkio: conv_kkio_to_oikk,
+            chw_to_hwc: hwc_to_chw}
 
 
 def keras_weight_paths(model) -> dict:
@@ -103,6 +123,26 @@ def apply_table(model, state: dict, rules: Iterable[Rule], what: str = "generato
         var = dst_paths[dst]
         var.assign(value.astype(var.dtype))
     return {dst: name for dst, (name, _) in assigned.items()}
+
+
+def official_layout(model, state: dict, rules: Iterable[Rule], what: str = "generator"):
+    """``{keras_path: (official_name, to_official)}`` for every weight of ``model``.
+
+    ``state`` supplies the official names and shapes (e.g. the state dict the model was loaded
+    from); ``to_official`` turns a Keras-layout array (a weight, its gradient or an optimizer
+    moment) back into the official layout. Raises like :func:`apply_table` on any mismatch.
+    """
+    dst_paths = keras_weight_paths(model)
+    compiled = list(rules)
+    assigned, problems = _plan(dst_paths, state, compiled)
+    if problems:
+        raise ValueError(f"cannot map the {what} onto the official names ({len(problems)} "
+                         "problem(s)):\n  " + "\n  ".join(problems))
+    out = {}
+    for dst, (name, _) in assigned.items():
+        fn = next(fn for rx, _, fn in compiled if re.fullmatch(rx, name))
+        out[dst] = (name, _INVERSE[fn])
+    return out
 
 
 def flatten_init_kwargs(init_kwargs, allowed, mapping_fields, what):

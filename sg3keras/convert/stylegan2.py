@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
 from sg3keras.config import GeneratorConfig
-from sg3keras.convert._table import (apply_table, conv_oikk_to_kkio, flatten_init_kwargs, identity,
-                                     transpose_fc)
+from sg3keras.convert._table import (apply_table, chw_to_hwc, conv_oikk_to_kkio,
+                                     flatten_init_kwargs, identity, transpose_fc)
 
 __all__ = ["STYLEGAN2_RULES", "stylegan2_config_from_official_kwargs",
            "stylegan2_generator_from_official"]
-
-
-def _chw_to_hwc(a):
-    return np.transpose(a, (1, 2, 0))
 
 
 _B = r"(synthesis\.b\d+)"                                   # a block
@@ -29,7 +23,7 @@ STYLEGAN2_RULES = [
     (r"mapping\.(embed|fc\d+)\.weight", r"mapping.\1.weight", transpose_fc),
     (r"mapping\.(embed|fc\d+)\.bias", r"mapping.\1.bias", identity),
     (r"mapping\.w_avg", r"mapping.w_avg", identity),
-    (rf"{_B}\.const", r"\1.const", _chw_to_hwc),
+    (rf"{_B}\.const", r"\1.const", chw_to_hwc),
     (rf"{_B}\.resample_filter", r"\1.resample_filter", identity),
     (rf"{_L}\.weight", r"\1.weight", conv_oikk_to_kkio),
     (rf"{_L}\.affine\.weight", r"\1.affine.weight", transpose_fc),

@@ -88,7 +88,9 @@ class SynthesisLayer2(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.out_channels,), initializer="zeros")
         self.resample_filter_weight = _filter_weight(self, self.resample_filter)
 
-    def call(self, x, w, noise_mode="random", gain=1):
+    def call(self, x, w, noise_mode="random", gain=1, noise=None):
+        """``noise``: optional ``[N, R, R, 1]`` N(0, 1) draws used instead of drawing fresh ones
+        (``noise_mode="random"`` only; the training loop passes its own stateless draws)."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         r = self.resolution
@@ -96,9 +98,11 @@ class SynthesisLayer2(keras.layers.Layer):
             raise ValueError(f"{self.name}: x must be [N, {r // self.up}, {r // self.up}, "
                              f"{self.in_channels}], got {list(x.shape)}")
         styles = self.affine(w)
-        noise = None
+        raw, noise = noise, None
         if self.use_noise and noise_mode == "random":
-            noise = keras.random.normal((ops.shape(x)[0], r, r, 1)) * self.noise_strength
+            if raw is None:
+                raw = keras.random.normal((ops.shape(x)[0], r, r, 1))
+            noise = ops.cast(raw, "float32") * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = ops.reshape(self.noise_const, (r, r, 1)) * self.noise_strength
         x = modulated_conv2d_resample(x, self.weight, styles, noise=noise,
@@ -229,7 +233,9 @@ class SynthesisBlock2(keras.layers.Layer):
             self.skip.build((None, r // 2, r // 2, self.in_channels))
         self.resample_filter_weight = _filter_weight(self, self.resample_filter)
 
-    def call(self, x, img, ws, noise_mode="random"):
+    def call(self, x, img, ws, noise_mode="random", noise=None):
+        """``noise``: optional ``{"conv0"|"conv1": [N, R, R, 1]}`` draws for the layers."""
+        noise = noise or {}
         n_ws = self.num_conv + self.num_torgb
         if len(ws.shape) != 3 or tuple(ws.shape[1:]) != (n_ws, self.w_dim):
             raise ValueError(f"{self.name}: ws must be [N, {n_ws}, {self.w_dim}], "
@@ -237,15 +243,16 @@ class SynthesisBlock2(keras.layers.Layer):
         ws = ops.cast(ws, "float32")
         if self.in_channels == 0:
             x = ops.zeros_like(ws[:, :1, :1])[..., None] + self.const[None]   # [N, R, R, C]
-            x = self.conv1(x, ws[:, 0], noise_mode=noise_mode)
+            x = self.conv1(x, ws[:, 0], noise_mode=noise_mode, noise=noise.get("conv1"))
         elif self.architecture == "resnet":
             y = self.skip(x, gain=math.sqrt(0.5))
-            x = self.conv0(x, ws[:, 0], noise_mode=noise_mode)
-            x = self.conv1(x, ws[:, 1], noise_mode=noise_mode, gain=math.sqrt(0.5))
+            x = self.conv0(x, ws[:, 0], noise_mode=noise_mode, noise=noise.get("conv0"))
+            x = self.conv1(x, ws[:, 1], noise_mode=noise_mode, gain=math.sqrt(0.5),
+                           noise=noise.get("conv1"))
             x = y + x
         else:
-            x = self.conv0(x, ws[:, 0], noise_mode=noise_mode)
-            x = self.conv1(x, ws[:, 1], noise_mode=noise_mode)
+            x = self.conv0(x, ws[:, 0], noise_mode=noise_mode, noise=noise.get("conv0"))
+            x = self.conv1(x, ws[:, 1], noise_mode=noise_mode, noise=noise.get("conv1"))
         if img is not None:
             img = upsample2d(img, self.resample_filter_weight)
         if self.torgb is not None:

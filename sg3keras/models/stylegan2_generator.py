@@ -40,7 +40,9 @@ class SynthesisNetwork2(keras.layers.Layer):
 
     Call arguments:
         ws: ``[N, num_ws, w_dim]``; noise_mode: ``"random"`` (official default), ``"const"`` or
-        ``"none"``; update_emas: accepted, unused (no running statistics in synthesis).
+        ``"none"``; update_emas: accepted, unused (no running statistics in synthesis); noise:
+        optional ``{layer name: [N, R, R, 1]}`` N(0, 1) draws for ``noise_mode="random"``
+        (names from :meth:`noise_inputs`; a missing layer draws its own).
 
     Returns images ``[N, R, R, img_channels]`` (float32, raw, unclamped).
     """
@@ -69,17 +71,38 @@ class SynthesisNetwork2(keras.layers.Layer):
         for block in self.blocks:
             block.build()
 
-    def call(self, ws, noise_mode="random", update_emas=False):
+    def noise_inputs(self):
+        """``[(name, resolution)]`` of every layer with a noise input, in forward order, named
+        as the official modules (``b4.conv1``, ``b8.conv0``, ``b8.conv1``, ...)."""
+        if not self.config.use_noise:
+            return []
+        out = []
+        for block in self.blocks:
+            for layer in (block.conv0, block.conv1):
+                if layer is not None:
+                    out.append((f"{block.name}.{layer.name}", block.resolution))
+        return out
+
+    def call(self, ws, noise_mode="random", update_emas=False, noise=None):
         del update_emas
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         cfg = self.config
         assert_shape(ws, [None, self.num_ws, cfg.w_dim], name="ws")
         ws = ops.cast(ws, "float32")
+        if noise:
+            unknown = sorted(set(noise) - {name for name, _ in self.noise_inputs()})
+            if unknown:
+                raise ValueError(f"noise: unknown layer(s) {unknown}; expected names from "
+                                 f"noise_inputs(): {[n for n, _ in self.noise_inputs()]}")
         x = img = None
         for block, i in zip(self.blocks, self.ws_index):
+            mine = None
+            if noise:
+                prefix = block.name + "."
+                mine = {k[len(prefix):]: v for k, v in noise.items() if k.startswith(prefix)}
             x, img = block(x, img, ws[:, i:i + block.num_conv + block.num_torgb],
-                           noise_mode=noise_mode)
+                           noise_mode=noise_mode, noise=mine)
         return img
 
     def compute_output_shape(self, ws_shape, *args, **kwargs):

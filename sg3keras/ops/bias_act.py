@@ -17,7 +17,11 @@ __all__ = ["ACTIVATIONS", "bias_act"]
 ACTIVATIONS = {
     "linear": (lambda x, a: x, 0.0, 1.0),
     "relu": (lambda x, a: ops.relu(x), 0.0, math.sqrt(2)),
-    "lrelu": (lambda x, a: ops.where(x >= 0, x, x * a), 0.2, math.sqrt(2)),
+    # The backend's leaky ReLU, not ``where``: like PyTorch's, its second derivative is a
+    # (zero) gradient w.r.t. the input, so a bias feeding it stays connected to an R1 penalty
+    # and gets a zero gradient (one optimizer step), not none (no step) -- as in the official
+    # training loop.
+    "lrelu": (lambda x, a: ops.leaky_relu(x, negative_slope=a), 0.2, math.sqrt(2)),
     "tanh": (lambda x, a: ops.tanh(x), 0.0, 1.0),
     "sigmoid": (lambda x, a: ops.sigmoid(x), 0.0, 1.0),
     "elu": (lambda x, a: ops.elu(x), 0.0, 1.0),

@@ -1,13 +1,18 @@
 """The GAN as a ``keras.Model``: ``gan.compile(...)`` + ``gan.fit(dataset)`` (TensorFlow only).
 
-One ``fit`` step is one iteration of the official training loop (REFERENCE.md §4.2-4.3):
+One ``fit`` step is one iteration of the official training loop; :meth:`StyleGAN.train_iteration`
+runs the same step on given inputs (``python -m sg3keras.training.replay`` replays recorded
+iterations of the official loop with it):
 
 * ``Gmain``: non-saturating G loss ``softplus(-D(G(z)))``;
 * ``Greg`` (stylegan2 only, every ``g_reg_interval`` steps): path-length penalty x interval;
 * ``Dmain``: ``softplus(D(G(z))) + softplus(-D(x))``, G run with ``update_emas=True`` (this is
   where ``w_avg`` and ``magnitude_ema`` move, as in the official loop);
 * ``Dreg`` (every ``d_reg_interval`` = 16 steps): R1 ``sum(grad^2) * gamma/2 * interval``;
-* G_ema: ``p_ema <- p + beta (p_ema - p)`` with the official ramp-up; buffers are copied;
+* G_ema: ``p_ema <- p + beta (p_ema - p)`` with the official ramp-up (:func:`ema_beta`, from the
+  images seen before the iteration); buffers are copied;
+* optimizers: :class:`~sg3keras.training.optimizers.TorchAdam` (``torch.optim.Adam`` semantics),
+  one per network, shared by its main and regularisation phases;
 * ADA: the sign of every real-image logit is accumulated and ``p`` adjusted every 4 steps.
 
 Lazy regularisation uses separate compiled step functions selected per step in Python (see
@@ -29,48 +34,41 @@ gradient, which Adam's scale invariance absorbs up to ``eps``); here every loss 
 over the global batch, so ``batch_gpu`` changes memory use, not the gradient.
 """
 
-import math
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from sg3keras import losses
 from sg3keras.config import LossConfig, TrainConfig
-from sg3keras.ops.upfirdn2d import filter2d
 from sg3keras.training import compat
 from sg3keras.training.ada import ada_adjust
+from sg3keras.training.optimizers import TorchAdam
 
-__all__ = ["StyleGAN", "blur_sigma_at", "dynamic_blur"]
+__all__ = ["StyleGAN", "ema_beta", "torch_lerp"]
 
-_PH_GMAIN, _PH_GREG, _PH_DMAIN, _PH_DREG, _PH_MIX = 1, 2, 3, 4, 5
-
-
-def blur_sigma_at(cur_nimg, blur_init_sigma, blur_fade_kimg):
-    """Official linear fade: ``max(1 - nimg / (fade_kimg * 1e3), 0) * init`` (0 if no fade)."""
-    if blur_fade_kimg <= 0 or blur_init_sigma <= 0:
-        return tf.constant(0.0, tf.float32)
-    t = 1.0 - tf.cast(cur_nimg, tf.float32) / (blur_fade_kimg * 1e3)
-    return tf.maximum(t, 0.0) * blur_init_sigma
+# Stateless-draw slots of the phases (part of the seed; fixed so that runs stay reproducible).
+_PH_GMAIN, _PH_GREG, _PH_DMAIN, _PH_DREG = 1, 2, 3, 4
 
 
-def dynamic_blur(x, sigma, max_sigma):
-    """The D-input blur of the -r config with a time-varying sigma, in a fixed-size graph.
+def ema_beta(cur_nimg, batch, ema_kimg, ema_rampup):
+    """G_ema decay of one iteration, float64 (paper Appendix D; official training loop).
 
-    Kernel ``k(t) = 2^(-(t/sigma)^2)`` for integer ``|t| <= floor(3 sigma)``, zero beyond, normalised
-    to sum 1 and applied separably with zero padding (same size). The support is padded to the
-    largest radius ``floor(3 max_sigma)``; the zero taps make this identical to the official
-    variable-size kernel, and ``floor(3 sigma) == 0`` gives the identity (no blur), as official.
+    ``ema_nimg = ema_kimg * 1000``, during ramp-up ``min(ema_nimg, cur_nimg * ema_rampup)``;
+    ``beta = 0.5 ** (batch / max(ema_nimg, 1e-8))``. ``cur_nimg`` counts the images *before*
+    this iteration, so the first iteration has ``beta = 0`` (G_ema becomes a copy of G).
     """
-    radius = int(math.floor(max_sigma * 3))
-    if radius <= 0:
-        return x
-    t = tf.range(-radius, radius + 1, dtype=tf.float32)
-    safe = tf.maximum(sigma, 1e-8)
-    k = tf.pow(2.0, -tf.square(t / safe))
-    k = tf.where(tf.abs(t) <= tf.floor(sigma * 3), k, tf.zeros_like(k))
-    k = k / tf.reduce_sum(k)
-    return filter2d(x, k)   # filter2d pads by the filter radius: same-size output
+    ema_nimg = tf.constant(float(ema_kimg) * 1000.0, tf.float64)
+    if ema_rampup is not None:
+        ema_nimg = tf.minimum(ema_nimg, tf.cast(cur_nimg, tf.float64) * float(ema_rampup))
+    return tf.pow(tf.constant(0.5, tf.float64), float(batch) / tf.maximum(ema_nimg, 1e-8))
+
+
+def torch_lerp(start, end, weight):
+    """``torch.lerp(start, end, weight)`` with a scalar weight, rounding as PyTorch does:
+    ``start + w (end - start)`` for ``w < 0.5``, ``end - (end - start)(1 - w)`` otherwise."""
+    w = tf.cast(weight, start.dtype)
+    diff = end - start
+    return tf.where(w < 0.5, start + w * diff, end - diff * (1.0 - w))
 
 
 def _sanitize(grads):
@@ -92,6 +90,10 @@ def _add_grads(a, b):
     return tf.convert_to_tensor(a) + tf.convert_to_tensor(b)
 
 
+def _flat(x):
+    return tf.reshape(tf.cast(x, tf.float32), [-1])
+
+
 @keras.saving.register_keras_serializable(package="sg3keras")
 class StyleGAN(keras.Model):
     """G, D and G_ema trained with the official StyleGAN2/3 objective under ``fit``.
@@ -110,11 +112,19 @@ class StyleGAN(keras.Model):
         >>> gan = StyleGAN(G, D, G_ema, train_config=TrainConfig(batch=8))
         >>> gan.compile(*StyleGAN.make_optimizers(TrainConfig(batch=8)))
         >>> gan.fit(dataset, steps_per_epoch=10)
+        >>> logs, record = gan.train_iteration(reals, labels, record=True)   # one step, by hand
     """
 
     def __init__(self, G, D, G_ema, augment_pipe=None, loss_config=LossConfig(),
                  train_config=TrainConfig(), label_table=None, seed=0, **kwargs):
         super().__init__(**kwargs)
+        if not train_config.d_reg_interval:
+            raise ValueError("StyleGAN: TrainConfig.d_reg_interval must be >= 1 (the official "
+                             "'Dboth' schedule without lazy R1 is not supported)")
+        if train_config.g_reg_interval is None and loss_config.pl_weight > 0:
+            raise ValueError("StyleGAN: path-length regularisation (pl_weight > 0) needs "
+                             "TrainConfig.g_reg_interval (the official 'Gboth' schedule with "
+                             "path length is not supported)")
         self.G, self.D, self.G_ema = G, D, G_ema
         self.augment_pipe = augment_pipe
         self.loss_config = loss_config
@@ -135,25 +145,37 @@ class StyleGAN(keras.Model):
                                             initializer="zeros", **counter)
         self.ada_count = self.add_weight(name="ada_count", dtype="float32", initializer="zeros",
                                          **counter)
-        names = ["Loss/G/loss", "Loss/D/loss", "Loss/r1_penalty", "Loss/scores/real",
-                 "Loss/scores/fake", "Loss/signs/real", "Loss/signs/fake", "Loss/pl_penalty"]
+        names = ["Loss/G/loss", "Loss/D/loss", "Loss/r1_penalty", "Loss/D/reg",
+                 "Loss/scores/real", "Loss/scores/fake", "Loss/signs/real", "Loss/signs/fake",
+                 "Loss/pl_penalty", "Loss/G/reg"]
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
         self._py_step = None
+        self._iteration_functions = {}
         self.logs_as_vectors = False   # MultiWorkerMirroredStrategy needs shape-[1] logs.
 
     # ----------------------------------------------------------------------------------------
     # Set-up.
 
     @staticmethod
-    def make_optimizers(train_config):
-        """Adam for G and D with the official lazy-regularisation lr / beta scaling."""
-        def adam(lr, reg_interval):
+    def optimizer_hparams(train_config):
+        """``{"G"|"D": {lr, beta1, beta2, eps}}`` as train.py sets them (Python floats): the
+        lazy-regularisation scaling ``lr * k/(k+1)``, ``beta ** (k/(k+1))`` for a
+        regularisation interval ``k`` (paper StyleGAN2 Sec. 3.1; none without an interval)."""
+        def hp(lr, reg_interval):
             ratio = 1.0 if reg_interval is None else reg_interval / (reg_interval + 1)
             b1, b2 = train_config.betas
-            return keras.optimizers.Adam(learning_rate=lr * ratio, beta_1=b1 ** ratio,
-                                         beta_2=b2 ** ratio, epsilon=train_config.eps)
-        return (adam(train_config.g_lr, train_config.g_reg_interval),
-                adam(train_config.d_lr, train_config.d_reg_interval))
+            return dict(lr=lr * ratio, beta1=b1 ** ratio, beta2=b2 ** ratio,
+                        eps=float(train_config.eps))
+        return {"G": hp(train_config.g_lr, train_config.g_reg_interval),
+                "D": hp(train_config.d_lr, train_config.d_reg_interval)}
+
+    @staticmethod
+    def make_optimizers(train_config):
+        """G and D optimizers as train.py builds them: ``torch.optim.Adam`` semantics
+        (:class:`~sg3keras.training.optimizers.TorchAdam`) with :meth:`optimizer_hparams`."""
+        hps = StyleGAN.optimizer_hparams(train_config)
+        return tuple(TorchAdam(learning_rate=h["lr"], beta_1=h["beta1"], beta_2=h["beta2"],
+                               epsilon=h["eps"]) for h in (hps["G"], hps["D"]))
 
     def compile(self, g_optimizer, d_optimizer, **kwargs):
         super().compile(**kwargs)
@@ -169,6 +191,7 @@ class StyleGAN(keras.Model):
         self.g_optimizer.build(self.G.trainable_variables)
         self.d_optimizer.build(self.D.trainable_variables)
         self.built = True
+        self._iteration_functions = {}
         compat.install_phase_dispatch(self, self._phase_functions(), self._next_phase)
 
     @property
@@ -192,27 +215,45 @@ class StyleGAN(keras.Model):
         return pairs
 
     # ----------------------------------------------------------------------------------------
-    # Phase selection (Python side, one compiled function per combination of phases).
+    # Phases (Python side, one compiled function per combination of phases).
+
+    def phases(self):
+        """The official phase list ``[(name, interval)]`` in execution order.
+
+        As train.py's training loop: a network without a regularisation interval has one phase
+        ``<G|D>both``; otherwise ``<G|D>main`` (every iteration) and ``<G|D>reg`` (every
+        ``interval`` iterations). A phase runs when ``step % interval == 0``.
+        """
+        tc = self.train_config
+        g = [("Gboth", 1)] if tc.g_reg_interval is None else \
+            [("Gmain", 1), ("Greg", int(tc.g_reg_interval))]
+        return g + [("Dmain", 1), ("Dreg", int(tc.d_reg_interval))]
+
+    def _g_phase_name(self):
+        return "Gboth" if self.train_config.g_reg_interval is None else "Gmain"
 
     def _phase_functions(self):
         tc = self.train_config
-        combos = {(False, False)}
-        if tc.d_reg_interval:
-            combos.add((True, False))
+        combos = {(False, False), (True, False)}
         if tc.g_reg_interval and self.loss_config.pl_weight > 0:
             combos |= {(False, True), (True, True)}
         return {c: (lambda data, c=c: self._train_step(data, do_dreg=c[0], do_greg=c[1]))
                 for c in combos}
 
+    def _due(self, step):
+        """``(do_dreg, do_greg)`` at iteration ``step``. As official, a phase whose loss is
+        switched off (``r1_gamma == 0``, ``pl_weight == 0``) does nothing, not even a step."""
+        tc, lc = self.train_config, self.loss_config
+        do_dreg = lc.r1_gamma != 0 and step % tc.d_reg_interval == 0
+        do_greg = bool(tc.g_reg_interval) and lc.pl_weight > 0 and step % tc.g_reg_interval == 0
+        return (bool(do_dreg), bool(do_greg))
+
     def _next_phase(self):
         if self._py_step is None:
             self._py_step = int(self.step.numpy())
-        tc, s = self.train_config, self._py_step
-        do_dreg = bool(tc.d_reg_interval) and s % tc.d_reg_interval == 0
-        do_greg = bool(tc.g_reg_interval) and self.loss_config.pl_weight > 0 and \
-            s % tc.g_reg_interval == 0
+        due = self._due(self._py_step)
         self._py_step += 1
-        return (do_dreg, do_greg)
+        return due
 
     def reset_phase_counter(self):
         """Call after restoring variables so that the next step re-reads ``step``."""
@@ -242,11 +283,42 @@ class StyleGAN(keras.Model):
                                           maxval=len(self.label_table), dtype=tf.int64)
         return self._local(tf.gather(tf.constant(self.label_table), idx), n)
 
-    def _gen_inputs(self, phase, n):
-        """This replica's ``z``, ``c`` (and mixing ``z2``) of a phase: ``n`` rows each."""
-        g = dict(z=self._latents(phase, n), c=self._gen_labels(phase, n))
+    def _gen_inputs(self, phase, n, given=None):
+        """This replica's generator inputs of a phase, ``n`` rows each: ``z``, ``c``, the
+        mixing ``z2`` (style mixing only), per-layer ``noise`` (generators with noise inputs)
+        and ``pl_noise`` (the path-length phase). Entries of ``given`` (global-batch rows)
+        replace the stateless draws."""
+        given = dict(given or {})
+        g = {}
+        g["z"] = self._local(tf.cast(given.pop("z"), tf.float32), n) if "z" in given \
+            else self._latents(phase, n)
+        g["c"] = self._local(tf.cast(given.pop("c"), tf.float32), n) if "c" in given \
+            else self._gen_labels(phase, n)
         if self.loss_config.style_mixing_prob > 0:
             g["z2"] = self._latents(phase + 40, n)
+        layers = self.G.synthesis.noise_inputs() if hasattr(self.G.synthesis, "noise_inputs") \
+            else []
+        if layers:
+            given_noise = dict(given.pop("noise", None) or {})
+            noise = {}
+            for k, (name, res) in enumerate(layers):
+                if name in given_noise:
+                    noise[name] = self._local(tf.cast(given_noise.pop(name), tf.float32), n)
+                else:
+                    seed = tf.random.experimental.stateless_fold_in(self._seed(phase + 56), k)
+                    noise[name] = self._local(
+                        tf.random.stateless_normal([self.global_batch, res, res, 1], seed), n)
+            if given_noise:
+                raise ValueError(f"StyleGAN: noise for unknown layer(s) {sorted(given_noise)}; "
+                                 f"the generator's noise inputs are {[l for l, _ in layers]}")
+            g["noise"] = noise
+        if phase == _PH_GREG:
+            res, ch = self.G.img_resolution, self.G.img_channels
+            g["pl_noise"] = self._local(tf.cast(given.pop("pl_noise"), tf.float32), n) \
+                if "pl_noise" in given else self._local(tf.random.stateless_normal(
+                    [self.global_batch, res, res, ch], self._seed(_PH_GREG + 48)), n)
+        if given:
+            raise ValueError(f"StyleGAN: unexpected generator input(s) {sorted(given)}")
         return g
 
     # ----------------------------------------------------------------------------------------
@@ -256,28 +328,21 @@ class StyleGAN(keras.Model):
         return c if self.c_dim > 0 else None
 
     def _run_G(self, g, phase, update_emas=False):
-        """``g``: dict of ``z``, ``c`` and, with style mixing, ``z2`` (see ``_gen_inputs``).
-
-        The mixing cutoff comes from ``(seed, step, phase)``, so every round of a phase (and
-        every replica) shares it; the official loop draws one per ``run_G`` call."""
-        z, c = g["z"], g["c"]
-        ws = self.G.mapping(z, self._c(c), update_emas=update_emas)
+        """``g``: one round of :meth:`_gen_inputs`. The mixing cutoff comes from ``(seed,
+        step, phase)``, so every round of a phase (and every replica) shares it; the official
+        loop draws one per ``run_G`` call."""
+        ws = self.G.mapping(g["z"], self._c(g["c"]), update_emas=update_emas)
         p = self.loss_config.style_mixing_prob
         if p > 0:
-            num_ws = self.G.num_ws
-            seed = self._seed(phase + 32)
-            cutoff = tf.random.stateless_uniform([], seed=seed, minval=1, maxval=num_ws,
-                                                 dtype=tf.int32)
-            use = tf.random.stateless_uniform([], seed=seed + 1) < p
-            cutoff = tf.where(use, cutoff, num_ws)
-            ws2 = self.G.mapping(g["z2"], self._c(c), update_emas=False)
-            mix = tf.reshape(tf.range(num_ws) >= cutoff, [1, num_ws, 1])
-            ws = tf.where(mix, ws2, ws)
-        return self.G.synthesis(ws, update_emas=update_emas), ws
+            u = tf.random.stateless_uniform([2], seed=self._seed(phase + 32))
+            ws2 = self.G.mapping(g["z2"], self._c(g["c"]), update_emas=False)
+            ws, _ = losses.style_mix(ws, ws2, p, uniforms=(u[0], u[1]))
+        kw = {"noise": g["noise"]} if "noise" in g else {}
+        return self.G.synthesis(ws, update_emas=update_emas, **kw), ws
 
     def _run_D(self, img, c, sigma):
         if self.loss_config.blur_init_sigma > 0:
-            img = dynamic_blur(img, sigma, self.loss_config.blur_init_sigma)
+            img = losses.blur_images(img, sigma, max_sigma=self.loss_config.blur_init_sigma)
         if self.augment_pipe is not None:
             img = self.augment_pipe(img)
         return self.D(img, self._c(c))
@@ -310,20 +375,20 @@ class StyleGAN(keras.Model):
 
         Args:
             loss_fn: ``(part, k) -> (loss, stats)``; ``part`` is ``inputs`` sliced to round ``k``;
-                ``stats`` maps tracker names (others are ignored here) to per-sample values.
+                ``stats`` maps ``Loss/...`` names to per-sample values.
             model: the model whose trainable variables get gradients.
             inputs: nest of replica-level tensors, sliced along axis 0 per round.
             chunks: ``[(start, size)]`` rows of ``inputs`` per round.
         Returns:
             ``(grads, stats)``: summed gradients (None where no round reaches a variable) and
-            the list of every round's ``stats``.
+            every stat's per-sample values of all rounds, concatenated.
 
         Round k's inputs wait for round k-1's gradients (control dependencies), so only one
         round's activations are alive at a time; the gradient sums are the only carried state.
         A static Python loop, not ``tf.while_loop``: the ``update_emas`` buffer writes are
         cross-replica ``merge_call``s, which are not allowed inside control flow.
         """
-        total, all_stats = None, []
+        total, all_stats = None, {}
         for k, (start, size) in enumerate(chunks):
             part = tf.nest.map_structure(lambda t: t[start:start + size], inputs)
             if total is not None:
@@ -334,19 +399,25 @@ class StyleGAN(keras.Model):
             grads = tape.gradient(loss, model.trainable_variables)
             total = grads if total is None else [_add_grads(a, b) for a, b in zip(total, grads)]
             for name, value in stats.items():
-                if name in self.trackers:
-                    self.trackers[name].update_state(value)
-            all_stats.append(stats)
-        return total, all_stats
+                self.trackers[name].update_state(value)
+                all_stats.setdefault(name, []).append(_flat(value))
+        return total, {k: tf.concat(v, 0) for k, v in all_stats.items()}
 
-    def _train_step(self, data, do_dreg, do_greg):
+    def _train_step(self, data, do_dreg, do_greg, inputs=None, record=None):
+        """One official training iteration. ``inputs``: optional ``{phase name: {z, c, noise,
+        pl_noise}}`` replacing the stateless draws (see :meth:`train_iteration`); ``record``: a
+        dict to fill with per-phase gradients, parameters after each step, optimizer state and
+        per-sample statistics (see :meth:`train_iteration`)."""
         real, real_c = data
         real = tf.cast(real, tf.float32)
+        inputs = inputs or {}
         n, chunks = self._rounds(real)
         lc, tc = self.loss_config, self.train_config
-        sigma = blur_sigma_at(self.cur_nimg, lc.blur_init_sigma, lc.blur_fade_kimg)
+        sigma64 = losses.blur_sigma(self.cur_nimg, lc.blur_init_sigma, lc.blur_fade_kimg)
+        sigma = tf.cast(sigma64, tf.float32)
+        g_name = self._g_phase_name()
 
-        # Gmain.
+        # Gmain (Gboth without path length).
         def gmain(g, k):
             img, _ = self._run_G(g, _PH_GMAIN)
             fake_logits = self._run_D(img, g["c"], sigma)
@@ -354,11 +425,12 @@ class StyleGAN(keras.Model):
             return self._avg(loss_g), {"Loss/scores/fake": fake_logits,
                                        "Loss/signs/fake": tf.sign(fake_logits),
                                        "Loss/G/loss": loss_g}
-        grads, _ = self._accumulate(gmain, self.G, self._gen_inputs(_PH_GMAIN, n), chunks)
-        self._apply(self.g_optimizer, grads, self.G)
+        gen = self._gen_inputs(_PH_GMAIN, n, inputs.get(g_name))
+        grads, stats = self._accumulate(gmain, self.G, gen, chunks)
+        self._apply(self.g_optimizer, grads, self.G, record, g_name, stats)
 
         if do_greg:
-            self._path_length_step(n, chunks)
+            self._path_length_step(n, chunks, inputs.get("Greg"), record)
 
         # Dmain: G runs with update_emas=True (w_avg, magnitude_ema move here, as official,
         # once per round); stop_gradient keeps the backward pass out of G.
@@ -368,64 +440,84 @@ class StyleGAN(keras.Model):
             real_logits = self._run_D(part["real"], part["real_c"], sigma)
             loss_real, loss_fake = losses.nonsaturating_discriminator_loss(real_logits, fake_logits)
             loss_d = loss_real + loss_fake
-            return self._avg(loss_d), {"Loss/scores/real": real_logits,
+            return self._avg(loss_d), {"Loss/scores/fake": fake_logits,
+                                       "Loss/signs/fake": tf.sign(fake_logits),
+                                       "Loss/scores/real": real_logits,
                                        "Loss/signs/real": tf.sign(real_logits),
-                                       "Loss/D/loss": loss_d, "ada_signs": tf.sign(real_logits)}
+                                       "Loss/D/loss": loss_d}
         reals = dict(real=real, real_c=real_c)
-        grads, stats = self._accumulate(dmain, self.D, dict(gen=self._gen_inputs(_PH_DMAIN, n),
-                                                            **reals), chunks)
-        self._apply(self.d_optimizer, grads, self.D)
-        signs = [s["ada_signs"] for s in stats]
+        gen = self._gen_inputs(_PH_DMAIN, n, inputs.get("Dmain"))
+        grads, stats = self._accumulate(dmain, self.D, dict(gen=gen, **reals), chunks)
+        self._apply(self.d_optimizer, grads, self.D, record, "Dmain", stats)
+        signs = [stats["Loss/signs/real"]]
 
         if do_dreg:
             def dreg(part, k):
                 penalty, reg_logits = losses.r1_penalty(
                     lambda x: self._run_D(x, part["real_c"], sigma), part["real"])
-                loss_r1 = penalty * (lc.r1_gamma / 2) * tc.d_reg_interval
-                return self._avg(loss_r1), {"Loss/r1_penalty": penalty,
-                                            "ada_signs": tf.sign(reg_logits)}
+                loss_r1 = penalty * (lc.r1_gamma / 2)
+                return self._avg(loss_r1 * tc.d_reg_interval), {
+                    "Loss/scores/real": reg_logits, "Loss/signs/real": tf.sign(reg_logits),
+                    "Loss/r1_penalty": penalty, "Loss/D/reg": loss_r1}
             grads, stats = self._accumulate(dreg, self.D, reals, chunks)
-            self._apply(self.d_optimizer, grads, self.D)
-            signs += [s["ada_signs"] for s in stats]
+            self._apply(self.d_optimizer, grads, self.D, record, "Dreg", stats)
+            signs.append(stats["Loss/signs/real"])
 
         sign_sum = tf.add_n([tf.reduce_sum(s) for s in signs])
         sign_count = tf.add_n([tf.cast(tf.size(s), tf.float32) for s in signs])
+        beta = self._update_ema()
         self._update_ada(sign_sum, sign_count)
-        self._update_ema()
+        if record is not None:
+            record["schedule"] = {"ema_beta": beta, "blur_sigma": sigma64,
+                                  "cur_nimg": tf.identity(tf.convert_to_tensor(self.cur_nimg))}
         return self._logs()
 
-    def _apply(self, optimizer, grads, model):
+    def _apply(self, optimizer, grads, model, record=None, phase=None, stats=None):
         """One optimizer step on the variables that have a gradient (as official: a parameter
-        outside the loss's graph, e.g. D's output bias under R1, is left alone)."""
-        pairs = [(g, v) for g, v in zip(_sanitize(grads), model.trainable_variables)
-                 if g is not None]
+        outside the loss's graph, e.g. D's output bias under R1, is left alone -- with
+        :class:`TorchAdam` not even its moments or step count move)."""
+        grads = _sanitize(grads)
+        variables = model.trainable_variables
+        pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
         optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+        if record is None:
+            return
+        rec = {"grads": {i: g for i, g in enumerate(grads) if g is not None},
+               "after_step": [tf.identity(tf.convert_to_tensor(v)) for v in variables], "stats": dict(stats)}
+        if hasattr(optimizer, "state_of"):
+            rec["optimizer"] = [tuple(tf.identity(tf.convert_to_tensor(s))
+                                      for s in optimizer.state_of(v))
+                                for v in variables]
+        record[phase] = rec
 
-    def _path_length_step(self, n, chunks):
+    def _path_length_step(self, n, chunks, given=None, record=None):
         """StyleGAN2 Greg: path-length penalty x g_reg_interval on ``size // pl_batch_shrink``
         samples of every round (official), ``pl_mean`` moving once per round."""
         lc, tc = self.loss_config, self.train_config
         n_pl = max(chunks[0][1] // lc.pl_batch_shrink, 1)
         ctx = tf.distribute.get_replica_context()
         total = (1 if ctx is None else ctx.num_replicas_in_sync) * len(chunks) * n_pl
-        res = self.G.img_resolution
+        scale = float(np.sqrt(self.G.img_resolution * self.G.img_resolution))
 
         def greg(g, k):
+            img_fn = lambda ws: self.G.synthesis(ws, **({"noise": g["noise"]}   # noqa: E731
+                                                        if "noise" in g else {}))
             ws = self.G.mapping(g["z"], self._c(g["c"]))
-            seed = self._seed(_PH_GREG + 48)
-            if k:
-                seed = tf.random.experimental.stateless_fold_in(seed, k)
-            with tf.control_dependencies([g["z"]]):    # Drawn when this round starts.
-                noise = tf.random.stateless_normal([n_pl, res, res, self.G.img_channels], seed)
+            if self.loss_config.style_mixing_prob > 0:
+                u = tf.random.stateless_uniform([2], seed=self._seed(_PH_GREG + 32))
+                ws2 = self.G.mapping(g["z2"], self._c(g["c"]))
+                ws, _ = losses.style_mix(ws, ws2, self.loss_config.style_mixing_prob,
+                                         uniforms=(u[0], u[1]))
             penalty, pl_mean = losses.path_length_penalty(
-                self.G.synthesis, ws, self.pl_mean, lc.pl_decay, noise=noise / res)
+                img_fn, ws, self.pl_mean, lc.pl_decay, noise=g["pl_noise"] / scale)
             self.pl_mean.assign(pl_mean)
-            loss = self._avg(penalty * lc.pl_weight * tc.g_reg_interval, batch=total)
-            return loss, {"Loss/pl_penalty": penalty}
+            loss_pl = penalty * lc.pl_weight
+            loss = self._avg(loss_pl * tc.g_reg_interval, batch=total)
+            return loss, {"Loss/pl_penalty": penalty, "Loss/G/reg": loss_pl}
 
-        gen = dict(z=self._latents(_PH_GREG, n), c=self._gen_labels(_PH_GREG, n))
-        grads, _ = self._accumulate(greg, self.G, gen, [(s, n_pl) for s, _ in chunks])
-        self._apply(self.g_optimizer, grads, self.G)
+        gen = self._gen_inputs(_PH_GREG, n, given)
+        grads, stats = self._accumulate(greg, self.G, gen, [(s, n_pl) for s, _ in chunks])
+        self._apply(self.g_optimizer, grads, self.G, record, "Greg", stats)
 
     def _update_ada(self, sign_sum, sign_count):
         """Accumulate sign(D(real)) over all replicas; adjust p every ``ada_interval`` steps."""
@@ -446,26 +538,24 @@ class StyleGAN(keras.Model):
         self.step.assign_add(1)
 
     def _update_ema(self):
-        """G_ema: parameters follow G with the official ramp-up; buffers are copied."""
+        """G_ema: ``p_ema <- lerp(p, p_ema, beta)`` (:func:`ema_beta` of the images seen
+        *before* this iteration), buffers copied from G; then count this iteration's images.
+        Returns beta (float64)."""
         tc = self.train_config
-        self.cur_nimg.assign_add(self.global_batch)
-        ema_nimg = tc.ema_kimg * 1000.0
-        nimg = tf.cast(self.cur_nimg, tf.float64)
-        ema = tf.constant(ema_nimg, tf.float64)
-        if tc.ema_rampup is not None:
-            ema = tf.minimum(ema, nimg * tc.ema_rampup)
-        beta = tf.cast(tf.pow(tf.constant(0.5, tf.float64), self.global_batch / tf.maximum(ema, 1e-8)),
-                       tf.float32)
+        beta64 = ema_beta(self.cur_nimg, self.global_batch, tc.ema_kimg, tc.ema_rampup)
+        beta = tf.cast(beta64, tf.float32)
         pairs_p = list(zip(self.G_ema.trainable_variables, self.G.trainable_variables))
         pairs_b = list(zip(self.G_ema.non_trainable_variables, self.G.non_trainable_variables))
 
         def update(strategy):
             for pe, p in pairs_p:
-                pe.assign(p + (pe - p) * beta)
+                pe.assign(torch_lerp(tf.convert_to_tensor(p), tf.convert_to_tensor(pe), beta))
             for be, b in pairs_b:
                 be.assign(b)
 
         tf.distribute.get_replica_context().merge_call(update)
+        self.cur_nimg.assign_add(self.global_batch)
+        return beta64
 
     def _logs(self):
         logs = {name: m.result() for name, m in self.trackers.items()}
@@ -475,8 +565,57 @@ class StyleGAN(keras.Model):
             logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
         return logs
 
+    # ----------------------------------------------------------------------------------------
+    # Public single-iteration entry point (replay of recorded runs, debugging, notebooks).
+
+    def train_iteration(self, real_img, real_c=None, inputs=None, record=False):
+        """Run one training iteration on given data: the step that ``fit`` compiles.
+
+        The phases due at the current ``step`` run in the official order (:meth:`phases`),
+        then G_ema, ADA and the counters move exactly as in ``fit``; nothing is drawn that is
+        given. Call it outside a multi-replica strategy (it runs in the current replica
+        context), after :meth:`compile`.
+
+        Args:
+            real_img: ``[batch, H, W, C]`` float images in ``[-1, 1]`` (NHWC).
+            real_c: ``[batch, c_dim]`` labels (None: unconditional).
+            inputs: optional ``{phase: {...}}`` with phase names of :meth:`phases`. Per phase:
+                ``z`` ``[batch, z_dim]``, ``c`` ``[batch, c_dim]``, ``noise`` ``{layer:
+                [batch, R, R, 1]}`` (N(0, 1) per-pixel noise of a StyleGAN2 generator, layer
+                names from ``G.synthesis.noise_inputs()``) and for ``Greg`` ``pl_noise``
+                ``[batch, H, W, C]`` (N(0, 1), divided by ``sqrt(H W)`` here; the first
+                ``batch // pl_batch_shrink`` rows are used). Anything not given is drawn from
+                ``(seed, step, phase)`` as in ``fit``.
+            record: also return, per phase that ran, ``grads`` (``{index into
+                trainable_variables: gradient the optimizer saw}``), ``after_step`` (the
+                variables right after the phase's step), ``optimizer`` (``(exp_avg,
+                exp_avg_sq, step)`` per variable, with :class:`TorchAdam`) and ``stats``
+                (per-sample ``Loss/...`` values), and ``schedule`` (``ema_beta``,
+                ``blur_sigma``, float64, and ``cur_nimg`` after the iteration).
+        Returns:
+            ``logs`` (the running tracker means, as ``fit`` reports them), or ``(logs,
+            record)`` with ``record=True``. Tensors.
+        """
+        if not hasattr(self, "g_optimizer"):
+            raise RuntimeError("StyleGAN.train_iteration: call compile() first")
+        real_img = tf.convert_to_tensor(real_img, tf.float32)
+        if real_c is None:
+            real_c = tf.zeros([real_img.shape[0], self.c_dim], tf.float32)
+        real_c = tf.convert_to_tensor(real_c, tf.float32)
+        do_dreg, do_greg = self._next_phase()
+        key = (do_dreg, do_greg, bool(record))
+        if key not in self._iteration_functions:
+            def fn(data, given):
+                rec = {} if record else None
+                logs = self._train_step(data, do_dreg, do_greg, inputs=given, record=rec)
+                return (logs, rec) if record else logs
+            self._iteration_functions[key] = tf.function(fn)
+        given = tf.nest.map_structure(lambda t: tf.convert_to_tensor(t, tf.float32),
+                                      inputs or {})
+        return self._iteration_functions[key]((real_img, real_c), given)
+
     def train_step(self, data):  # Used only if the phase dispatch is bypassed.
-        return self._train_step(data, do_dreg=False, do_greg=False)
+        return self._train_step(data, *self._due(0))
 
     def call(self, z, c=None, training=False):
         return self.G_ema(z, c)
