@@ -34,7 +34,7 @@ import tempfile
 
 import numpy as np
 
-from sg3keras.utils import save_keras_atomic
+from sg3keras.utils import save_keras_atomic, to_uint8
 
 __all__ = ["export_savedmodel", "export_keras", "export_onnx", "export_network",
            "randn_from_seeds", "serving_copy", "onnx_missing", "SIGNATURES"]
@@ -171,11 +171,6 @@ def serving_copy(G):
     return clone
 
 
-def _to_uint8(img):
-    import tensorflow as tf
-    return tf.cast(tf.clip_by_value(img * 127.5 + 128.0, 0.0, 255.0), tf.uint8)
-
-
 def _psi_per_sample(psi, n):
     """Scalar or ``[N]`` ``truncation_psi`` -> ``[N, 1, 1]`` (checked in-graph)."""
     import tensorflow as tf
@@ -201,35 +196,6 @@ def _inverse_transforms(translate, rotate):
     rows = [tf.stack(r, axis=-1) for r in ((cs, -sn, -(cs * tx - sn * ty)),
                                            (sn, cs, -(sn * tx + cs * ty)), (zero, zero, one))]
     return tf.cast(tf.stack(rows, axis=1), tf.float32)
-
-
-def _fourier_input(inp, w, transform):
-    """:class:`SynthesisInput` with a per-sample ``transform [N, 3, 3]`` instead of its buffer.
-
-    Same steps and op order as ``SynthesisInput.call`` (reusing its weights), so that an
-    identity transform reproduces it. The layer's call has no per-sample transform argument."""
-    import tensorflow as tf
-    from sg3keras.layers.synthesis_input import _rows
-    t = inp.affine(w)
-    t = t / tf.sqrt(tf.reduce_sum(tf.square(t[:, :2]), axis=1, keepdims=True))
-    rc, rs, tx, ty = t[:, 0], t[:, 1], t[:, 2], t[:, 3]
-    zero, one = tf.zeros_like(rc), tf.ones_like(rc)
-    m_r = _rows((rc, -rs, zero), (rs, rc, zero), (zero, zero, one))
-    m_t = _rows((one, zero, -tx), (zero, one, -ty), (zero, zero, one))
-    tr = tf.matmul(tf.matmul(m_r, m_t), transform)
-    freqs = tf.cast(inp.freqs, t.dtype)[None]
-    phases = tf.cast(inp.phases, t.dtype)[None] + tf.matmul(freqs, tr[:, :2, 2:])[:, :, 0]
-    freqs = tf.matmul(freqs, tr[:, :2, :2])
-    norm = tf.sqrt(tf.reduce_sum(tf.square(freqs), axis=2))
-    amp = tf.clip_by_value(
-        1 - (norm - inp.bandwidth) / (inp.sampling_rate / 2 - inp.bandwidth), 0.0, 1.0)
-    coords = ((np.arange(inp.size, dtype=np.float64) + 0.5 - inp.size / 2)
-              / inp.sampling_rate).astype(np.float32)
-    coords = tf.constant(coords)
-    x = coords[None, None, :, None] * freqs[:, None, None, :, 0] \
-        + coords[None, :, None, None] * freqs[:, None, None, :, 1] + phases[:, None, None, :]
-    x = tf.sin(x * (2 * math.pi)) * amp[:, None, None, :]
-    return tf.matmul(x, inp.weight / math.sqrt(inp.channels))
 
 
 class _Serving:
@@ -262,7 +228,7 @@ class _Serving:
 
     def synthesis(self, ws):
         img = self._synthesis(ws)
-        return {"images_raw": img, "images": _to_uint8(img)}
+        return {"images_raw": img, "images": to_uint8(img)}
 
     def images(self, z, truncation_psi, c=None):
         return {"images": self.synthesis(self.mapping(z, truncation_psi, c))["images"]}
@@ -279,13 +245,8 @@ class _Serving:
 
     def transformed(self, z, truncation_psi, translate, rotate, c=None):
         ws = self.mapping(z, truncation_psi, c)
-        synth = self.G.synthesis
-        x = _fourier_input(synth.input, ws[:, 0], _inverse_transforms(translate, rotate))
-        for i, layer in enumerate(synth.synthesis_layers):
-            x = layer(x, ws[:, i + 1])
-        if synth.config.output_scale != 1:
-            x = x * synth.config.output_scale
-        return {"images": _to_uint8(x)}
+        x = self.G.synthesis(ws, transform=_inverse_transforms(translate, rotate))
+        return {"images": to_uint8(x)}
 
 
 def _endpoint(body, names, specs):

@@ -9,7 +9,8 @@ import tempfile
 import numpy as np
 
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "parse_range",
-           "parse_vec2", "to_uint8", "z_from_seed", "save_png", "make_grid", "save_keras_atomic"]
+           "parse_vec2", "to_uint8", "format_time", "z_from_seed", "save_png", "make_grid",
+           "save_keras_atomic"]
 
 
 @contextlib.contextmanager
@@ -92,10 +93,29 @@ def z_from_seed(seed, z_dim):
     return np.random.RandomState(int(seed)).randn(1, int(z_dim)).astype(np.float32)
 
 
+def format_time(seconds):
+    """Human-readable duration as the official tools print it: ``'12s'``, ``'3m 05s'``,
+    ``'2h 03m 04s'``, ``'1d 02h 03m'``."""
+    s = max(int(np.rint(seconds)), 0)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s // 60 % 60:02d}m {s % 60:02d}s"
+    return f"{s // 86400}d {s // 3600 % 24:02d}h {s // 60 % 60:02d}m"
+
+
 def to_uint8(images):
-    """Official quantisation: ``clip(img * 127.5 + 128, 0, 255)`` truncated to uint8."""
-    x = np.asarray(images, dtype=np.float32) * 127.5 + 128
-    return np.clip(x, 0, 255).astype(np.uint8)
+    """Official quantisation of generator output: ``clip(img * 127.5 + 128, 0, 255)`` in float32,
+    truncated to uint8. The one implementation used by the CLI tools, the metrics and the
+    SavedModel: numpy (or a list) in, numpy out; a backend tensor in (also inside a traced
+    graph), a tensor out."""
+    from keras import ops
+    as_numpy = isinstance(images, (np.ndarray, np.generic, list, tuple))
+    x = ops.convert_to_tensor(images, "float32") * 127.5 + 128.0
+    out = ops.cast(ops.clip(x, 0.0, 255.0), "uint8")
+    return np.asarray(out) if as_numpy else out
 
 
 def make_grid(images, grid=None):

@@ -71,8 +71,13 @@ def test_replay_cli_with_reference_ops(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Synthetic cases in the recorded format.
 
-def _official_state(fixture):
-    return refdata.load_npz(fixture, "params")
+def _networks(g_fixture, d_fixture):
+    """Configs of two network fixtures and an ``init.npz`` dict (G_ema starts equal to G)."""
+    g_cfg, d_cfg = refdata.load_json(g_fixture, "config"), refdata.load_json(d_fixture, "config")
+    g_state, d_state = refdata.load_npz(g_fixture, "params"), refdata.load_npz(d_fixture, "params")
+    init = {f"{net}/{k}": v for net in ("G", "G_ema") for k, v in g_state.items()}
+    init.update({f"D/{k}": v for k, v in d_state.items()})
+    return g_cfg, d_cfg, init
 
 
 def _write_case(d, config, init, inputs):
@@ -86,12 +91,7 @@ def _write_case(d, config, init, inputs):
 
 def _sg2_case(d, iterations=1, seed=0):
     """StyleGAN2 with path length: Gmain, Greg, Dmain, Dreg with recorded noise draws."""
-    g_cfg = refdata.load_json("g_sg2_32", "config")
-    d_cfg = refdata.load_json("d_sg2_32", "config")
-    g_state, d_state = _official_state("g_sg2_32"), _official_state("d_sg2_32")
-    init = {f"G/{k}": v for k, v in g_state.items()}
-    init.update({f"G_ema/{k}": v for k, v in g_state.items()})
-    init.update({f"D/{k}": v for k, v in d_state.items()})
+    g_cfg, d_cfg, init = _networks("g_sg2_32", "d_sg2_32")
     batch, z_dim = 4, g_cfg["constructor_kwargs"]["z_dim"]
     phases = [("Gmain", 1, 1.0), ("Greg", 4, 0.8), ("Dmain", 1, 16 / 17), ("Dreg", 16, 16 / 17)]
     rng = np.random.RandomState(seed)
@@ -180,12 +180,7 @@ def test_stylegan2_case_is_deterministic(sg2_case, sg2_replayed):
 
 def _sg3r_case(d, cur_nimg, iterations=2):
     """-R (blur on) starting mid-fade with the EMA ramp-up active: the schedules move."""
-    g_cfg = refdata.load_json("g_sg3r_32", "config")
-    d_cfg = refdata.load_json("d_sg2_32", "config")
-    g_state, d_state = _official_state("g_sg3r_32"), _official_state("d_sg2_32")
-    init = {f"G/{k}": v for k, v in g_state.items()}
-    init.update({f"G_ema/{k}": v for k, v in g_state.items()})
-    init.update({f"D/{k}": v for k, v in d_state.items()})
+    g_cfg, d_cfg, init = _networks("g_sg3r_32", "d_sg2_32")
     batch, z_dim = 4, g_cfg["constructor_kwargs"]["z_dim"]
     rng = np.random.RandomState(1)
     inputs = {}

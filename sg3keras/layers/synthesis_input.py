@@ -45,6 +45,8 @@ class SynthesisInput(keras.layers.Layer):
 
     Call arguments:
         w: ``[N, w_dim]`` (``ws[:, 0]``).
+        transform: optional per-sample ``[N, 3, 3]`` used instead of the ``transform`` buffer
+            (the SavedModel's ``generate_transformed`` endpoint).
 
     Returns ``[N, size, size, channels]``.
 
@@ -86,7 +88,7 @@ class SynthesisInput(keras.layers.Layer):
         self.freqs.assign(f)
         self.phases.assign(phases)
 
-    def call(self, w):
+    def call(self, w, transform=None):
         assert_shape(w, [None, self.w_dim], name="w")
         t = self.affine(w)                                                  # [N, 4]
         t = t / ops.sqrt(ops.sum(ops.square(t[:, :2]), axis=1, keepdims=True))
@@ -94,7 +96,9 @@ class SynthesisInput(keras.layers.Layer):
         zero, one = ops.zeros_like(rc), ops.ones_like(rc)
         m_r = _rows((rc, -rs, zero), (rs, rc, zero), (zero, zero, one))      # [N, 3, 3]
         m_t = _rows((one, zero, -tx), (zero, one, -ty), (zero, zero, one))   # [N, 3, 3]
-        tr = ops.matmul(ops.matmul(m_r, m_t), ops.cast(self.transform, t.dtype)[None])
+        user = ops.cast(self.transform, t.dtype)[None] if transform is None else \
+            ops.cast(transform, t.dtype)                                    # [1|N, 3, 3]
+        tr = ops.matmul(ops.matmul(m_r, m_t), user)
         freqs = ops.cast(self.freqs, t.dtype)[None]                         # [1, C, 2]
         phases = ops.cast(self.phases, t.dtype)[None] \
             + ops.matmul(freqs, tr[:, :2, 2:])[:, :, 0]                     # [N, C]

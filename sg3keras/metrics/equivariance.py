@@ -22,11 +22,13 @@ import math
 import keras
 import numpy as np
 
+from sg3keras.ops.grid_sample import bilinear_sample
+
 __all__ = [
     "rotation_matrix", "lanczos_window", "construct_affine_bandlimit_filter",
     "apply_integer_translation", "apply_fractional_translation",
     "apply_fractional_rotation", "apply_fractional_pseudo_rotation",
-    "grid_sample_bilinear", "equivariance_terms", "psnr_from_sums", "compute_equivariance",
+    "equivariance_terms", "psnr_from_sums", "compute_equivariance",
 ]
 
 
@@ -148,32 +150,6 @@ def _upsample_filter(x, f, up):
     return _depthwise(op, x)
 
 
-def grid_sample_bilinear(x, iy, ix):
-    """Bilinear sampling of ``x [N, Hx, Wx, C]`` at fractional pixel indices, zero padding.
-
-    ``iy, ix``: ``[Ho, Wo]`` arrays of positions in *pixel index* units (pixel ``k`` covers
-    ``[k - 0.5, k + 0.5]``). This is ``grid_sample(align_corners=False, padding_mode='zeros')``
-    with the normalised grid already mapped through ``((g + 1) size - 1) / 2``. The same grid is
-    used for every image. Returns ``[N, Ho, Wo, C]``.
-    """
-    x = _as_nhwc(x)
-    _, hx, wx, c = x.shape
-    iy, ix = np.asarray(iy, np.float64), np.asarray(ix, np.float64)
-    y0, x0 = np.floor(iy), np.floor(ix)
-    idx, wts = [], []
-    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
-        yy, xx = y0 + dy, x0 + dx
-        wgt = (1 - np.abs(iy - yy)) * (1 - np.abs(ix - xx))
-        ok = (yy >= 0) & (yy < hx) & (xx >= 0) & (xx < wx)
-        idx.append(np.where(ok, yy * wx + xx, 0).astype(np.int32).reshape(-1))
-        wts.append(np.where(ok, wgt, 0).astype(np.float32).reshape(-1))
-    flat = keras.ops.reshape(x, (-1, hx * wx, c))
-    out = 0
-    for i, w in zip(idx, wts):
-        out = out + keras.ops.take(flat, i, axis=1) * w[None, :, None]
-    return keras.ops.reshape(out, (-1,) + iy.shape + (c,))
-
-
 def _box_mask(shape, y0, y1, x0, x1):
     m = np.zeros(shape, np.float32)
     if y0 < y1 and x0 < x1:
@@ -278,7 +254,7 @@ def apply_fractional_rotation(x, angle, a=3, up=4):
     sx = inv[0, 0] * gx + inv[0, 1] * gy + 2 * inv[0, 2]
     sy = inv[1, 0] * gx + inv[1, 1] * gy + 2 * inv[1, 2]
     ix, iy = up * (sx + 1) * w / 2 + p, up * (sy + 1) * h / 2 + p
-    z = grid_sample_bilinear(y, iy, ix)
+    z = bilinear_sample(y, ix, iy)
     # Nearest-neighbour mask (round half to even, like grid_sample 'nearest').
     hy, wy = up * h + 2 * p, up * w + 2 * p
     brd = 2 * p + 1

@@ -34,6 +34,7 @@ import numpy as np
 
 from sg3keras.metrics import feature_math
 from sg3keras.metrics.equivariance import _draw_labels, compute_equivariance
+from sg3keras.utils import format_time, to_uint8  # format_time: re-exported (API)
 
 __all__ = ["MetricSpec", "METRICS", "list_metrics", "is_valid_metric", "calc_metric",
            "append_jsonl", "quantize_images", "cache_dir", "format_time"]
@@ -100,18 +101,6 @@ def is_valid_metric(name):
     return name in METRICS and METRICS[name].supported
 
 
-def format_time(seconds):
-    """Human-readable duration: ``'12s'``, ``'3m 05s'``, ``'2h 03m 04s'``, ``'1d 02h 03m'``."""
-    s = max(int(np.rint(seconds)), 0)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h {s // 60 % 60:02d}m {s % 60:02d}s"
-    return f"{s // 86400}d {s // 3600 % 24:02d}h {s // 60 % 60:02d}m"
-
-
 def cache_dir():
     """Real-statistics cache: ``$SG3KERAS_CACHE_DIR`` or ``~/.cache/sg3keras/gan-metrics``."""
     return os.environ.get("SG3KERAS_CACHE_DIR") or os.path.join(
@@ -127,8 +116,7 @@ def quantize_images(img):
     x = np.asarray(img, dtype=np.float32)
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
         raise ValueError(f"generated images: expected [N, H, W, 1|3], got shape {x.shape}")
-    x = np.clip(x * np.float32(127.5) + np.float32(128), 0, 255).astype(np.uint8)
-    return _to_rgb(x, "generated images")
+    return _to_rgb(to_uint8(x), "generated images")
 
 
 def _to_rgb(x, what):

@@ -50,7 +50,9 @@ class SynthesisNetwork(keras.layers.Layer):
         seed: seed of the random Fourier features (None = random).
 
     Call arguments:
-        ws: ``[N, num_ws, w_dim]``; update_emas: update every ``magnitude_ema`` first.
+        ws: ``[N, num_ws, w_dim]``; update_emas: update every ``magnitude_ema`` first;
+        transform: optional per-sample ``[N, 3, 3]`` input transform replacing the stored
+        ``input.transform`` buffer (see :class:`SynthesisInput`).
 
     Returns images ``[N, R, R, img_channels]`` (float32, x ``output_scale``, unclamped).
     """
@@ -81,11 +83,11 @@ class SynthesisNetwork(keras.layers.Layer):
         for layer in self.synthesis_layers:
             layer.build()
 
-    def call(self, ws, update_emas=False):
+    def call(self, ws, update_emas=False, transform=None):
         cfg = self.config
         assert_shape(ws, [None, self.num_ws, cfg.w_dim], name="ws")
         ws = ops.cast(ws, "float32")
-        x = self.input(ws[:, 0])
+        x = self.input(ws[:, 0], transform=transform)
         for i, layer in enumerate(self.synthesis_layers):
             x = layer(x, ws[:, i + 1], update_emas=update_emas)
         if cfg.output_scale != 1:

@@ -34,20 +34,28 @@ def bilinear_sample(x, px, py):
     Args:
         x: ``[N, H, W, C]`` float tensor.
         px, py: ``[N, Ho, Wo]`` float tensors, x (column) and y (row) positions in pixel units,
-            pixel ``(i, j)`` of ``x`` sits at ``px = j, py = i``.
+            pixel ``(i, j)`` of ``x`` sits at ``px = j, py = i``; or ``[Ho, Wo]`` (one grid for
+            every image). The integer/fraction split happens in the coordinates' own float
+            dtype (float64 coordinates keep exact fractions at large positions); the weights
+            are then cast to ``x.dtype``.
     Returns:
         ``[N, Ho, Wo, C]`` tensor of ``x.dtype``.
     """
     _check(x, "bilinear_sample")
     h, w, c = (int(s) for s in x.shape[1:])
-    px = ops.cast(px, x.dtype)
-    py = ops.cast(py, x.dtype)
+    px, py = ops.convert_to_tensor(px), ops.convert_to_tensor(py)
+    if len(px.shape) == 2:
+        n = ops.shape(x)[0]
+        px = ops.broadcast_to(px[None], (n,) + tuple(px.shape))
+        py = ops.broadcast_to(py[None], (n,) + tuple(py.shape))
+    if "float" not in str(px.dtype):
+        px, py = ops.cast(px, x.dtype), ops.cast(py, x.dtype)
     out_shape = ops.shape(px)
     flat = ops.reshape(x, [-1, h * w, c])
     x0 = ops.floor(px)
     y0 = ops.floor(py)
-    fx = px - x0
-    fy = py - y0
+    fx = ops.cast(px - x0, x.dtype)
+    fy = ops.cast(py - y0, x.dtype)
     x0 = ops.cast(x0, "int32")
     y0 = ops.cast(y0, "int32")
     out = None
@@ -86,7 +94,7 @@ def grid_sample(x, grid, align_corners=False):
         raise ValueError(f"grid_sample: grid must be [N, Ho, Wo, 2], got shape {list(grid.shape)}")
     h, w = int(x.shape[1]), int(x.shape[2])
     grid = ops.cast(grid, x.dtype)
-    gx, gy = grid[..., 0], grid[..., 1]
+    gx, gy = grid[..., 0], grid[..., 1]   # Mapped in x.dtype, as grid_sample does.
     if align_corners:
         px = (gx + 1) * 0.5 * (w - 1)
         py = (gy + 1) * 0.5 * (h - 1)

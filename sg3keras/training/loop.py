@@ -25,7 +25,8 @@ import keras
 import numpy as np
 
 from sg3keras.config import resolve_preset
-from sg3keras.utils import atomic_write_json, make_grid, save_keras_atomic, save_png, to_uint8
+from sg3keras.utils import (atomic_write_json, format_time, make_grid, save_keras_atomic, save_png,
+                            to_uint8)
 
 __all__ = ["TrainOptions", "train", "describe", "resolve_options", "TrainingDivergedError"]
 
@@ -280,15 +281,6 @@ def _kimg_tag(kimg):
     return f"{int(kimg):06d}.{int(round(kimg * 1000)) % 1000:03d}"
 
 
-def _fmt_time(s):
-    s = int(round(s))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s // 3600}h {(s // 60) % 60:02d}m"
-
-
 class TickCallback(keras.callbacks.Callback):
     """Progress line, TensorBoard, NaN guard, checkpoints and snapshots at tick ends."""
 
@@ -334,9 +326,9 @@ class TickCallback(keras.callbacks.Callback):
                       sec_kimg=(now - self.tick_start) / max((nimg - self.nimg_start) / 1e3, 1e-9),
                       total_sec=self.start_offset + now - self.t0)
         remaining = self.cfg["total_steps"] * self.opts.batch / 1000.0 - kimg
-        self.log(f"tick {tick:<5d} kimg {kimg:<8.3f} time {_fmt_time(timing['total_sec']):<9s} "
+        self.log(f"tick {tick:<5d} kimg {kimg:<8.3f} time {format_time(timing['total_sec']):<9s} "
                  f"sec/tick {timing['sec_tick']:<7.1f} sec/kimg {timing['sec_kimg']:<7.2f} "
-                 f"eta {_fmt_time(max(remaining, 0) * timing['sec_kimg']):<9s} "
+                 f"eta {format_time(max(remaining, 0) * timing['sec_kimg']):<9s} "
                  f"augment {logs.get('augment_p', 0.0):.3f} "
                  f"G {logs.get('Loss/G/loss', float('nan')):.4f} "
                  f"D {logs.get('Loss/D/loss', float('nan')):.4f} "

@@ -358,6 +358,21 @@ def compare(got, case_dir):
             return True
         return False
 
+    def pair(key):
+        """``(reference, ours)`` as float64, or None (problem noted) when absent or misshapen."""
+        if missing(key):
+            return None
+        ref, val = exp[key].astype(np.float64), np.asarray(got[key]).astype(np.float64)
+        if val.shape != ref.shape:
+            problems.append(f"{key}: shape {val.shape}, expected {ref.shape}")
+            return None
+        return ref, val
+
+    def rel_err(ref, val):
+        """``max|val - ref| / max|ref|`` (per tensor)."""
+        return float(np.max(np.abs(val - ref)) / max(np.max(np.abs(ref)), 1e-30)) \
+            if ref.size else 0.0
+
     # Hyperparameters after the lazy-regularisation scaling: exact formulas.
     for phase in cfg["phases"]:
         hp = phase["hparams_used"]
@@ -389,13 +404,10 @@ def compare(got, case_dir):
     worst = {}
     for key in [k for k in exp if "/grad/" in k and k.startswith("first_iter/")]:
         phase = key.split("/")[1]
-        if missing(key):
+        p = pair(key)
+        if p is None:
             continue
-        ref, val = exp[key].astype(np.float64), got[key].astype(np.float64)
-        if val.shape != ref.shape:
-            problems.append(f"{key}: shape {val.shape}, expected {ref.shape}")
-            continue
-        err = np.max(np.abs(val - ref)) / max(np.max(np.abs(ref)), 1e-30)
+        err = rel_err(*p)
         worst[phase] = max(worst.get(phase, 0.0), err)
         if err > 2e-4:
             problems.append(f"{key}: relative error {err:.3g} > 2e-4")
@@ -413,10 +425,11 @@ def compare(got, case_dir):
         n_in = n_all = 0
         worst_abs = 0.0
         for key in keys:
-            if missing(key):
+            p = pair(key)
+            if p is None:
                 continue
-            ref = exp[key].astype(np.float64)
-            d = np.abs(got[key].astype(np.float64) - ref)
+            ref, val = p
+            d = np.abs(val - ref)
             n_in += int(np.sum(d <= 1e-6 + _ulp(ref)))
             n_all += d.size
             bad = d > 2 * lrs[phase] + 1e-6 + _ulp(ref)
@@ -435,14 +448,15 @@ def compare(got, case_dir):
     # Optimizer state after the first steps: step counts exact (parameters without a gradient
     # are skipped), second moments close.
     for key in [k for k in exp if k.startswith("first_iter/") and "/adam/" in k]:
-        if missing(key):
+        p = pair(key)
+        if p is None:
             continue
-        ref, val = exp[key].astype(np.float64), got[key].astype(np.float64)
+        ref, val = p
         if key.endswith("/step"):
             if not np.array_equal(ref, val):
                 problems.append(f"{key} = {val}, expected {ref}")
         else:
-            err = np.max(np.abs(val - ref)) / max(np.max(np.abs(ref)), 1e-30)
+            err = rel_err(ref, val)
             if err > 4e-4:      # A squared gradient: twice the gradient tolerance.
                 problems.append(f"{key}: relative error {err:.3g} > 4e-4")
 
@@ -487,14 +501,12 @@ def compare(got, case_dir):
         keys = [k for k in exp if k.startswith(f"final/{net}/")]
         worst_rel, n_in, n_all = 0.0, 0, 0
         for key in keys:
-            if missing(key):
+            p = pair(key)
+            if p is None:
                 continue
-            ref, val = exp[key].astype(np.float64), got[key].astype(np.float64)
-            if val.shape != ref.shape:
-                problems.append(f"{key}: shape {val.shape}, expected {ref.shape}")
-                continue
+            ref, val = p
             d = np.abs(val - ref)
-            rel = d.max() / max(np.max(np.abs(ref)), 1e-30) if d.size else 0.0
+            rel = rel_err(ref, val)
             worst_rel = max(worst_rel, rel)
             if rel > 2e-3:
                 problems.append(f"{key}: relative error {rel:.3g} > 2e-3")
@@ -506,10 +518,10 @@ def compare(got, case_dir):
             problems.append(f"final/{net}: only {frac:.4%} of elements within 1e-4 (need 99%)")
     # Running statistics after every iteration.
     for key in [k for k in exp if k.startswith("trace/")]:
-        if missing(key):
+        p = pair(key)
+        if p is None:
             continue
-        ref = exp[key].astype(np.float64)
-        err = np.max(np.abs(got[key] - ref)) / max(np.max(np.abs(ref)), 1e-30)
+        err = rel_err(*p)
         if err > 2e-3:
             problems.append(f"{key}: relative error {err:.3g} > 2e-3")
     return problems, measured
