@@ -1,11 +1,19 @@
-"""Training benchmark: sec/kimg and peak RSS of a small StyleGAN3-T on CPU.
+"""Training benchmark: the official training step's case, and sec/kimg of a small StyleGAN3-T.
 
-Runs the real training loop (``sg3keras.training.loop.train``) in a fresh process per variant:
-single replica vs 2-replica MirroredStrategy (2 logical CPU devices), with the XLA-fused
-filtered_lrelu on and off. sec/kimg is measured over the ticks after the first (which includes
-tracing/compilation); the compile time is reported separately.
+Part 1 (``replay``): the configuration of the recorded official training case
+(``tests/reference/train/sg3t_32``: stylegan3-t, 32 px, batch 4, cbase 256, cmax 16, z/w 32) run
+through ``StyleGAN.train_iteration`` (the step ``fit`` compiles) at 1 and 2 threads, in a fresh
+process each, next to the official CPU step time recorded in the case (``official_cpu_step_s``).
+sec/iteration is the mean over iterations without the R1 phase after tracing; the R1 iteration
+(every 16th) is timed on its own and compared with the official iteration 0 (which has R1).
 
-Usage: python bench/train.py [--res 32] [--batch 16] [--cbase 2048] [--cmax 64] [--kimg 0.64]
+Part 2 (``loop``): the real training loop (``sg3keras.training.loop.train``) in a fresh process
+per variant: single replica vs 2-replica MirroredStrategy (2 logical CPU devices), with the
+XLA-fused filtered_lrelu on and off. sec/kimg is measured over the ticks after the first (which
+includes tracing/compilation); the compile time is reported separately.
+
+Usage: python bench/train.py [--only replay|loop] [--res 32] [--batch 16] [--cbase 2048]
+       [--cmax 64] [--kimg 0.64]
 """
 
 import argparse
@@ -37,6 +45,65 @@ def child(a, gpus, fused, data, outdir):
                           rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 
 
+CASE = os.path.join(ROOT, "tests", "reference", "train", "sg3t_32")
+
+
+def replay_child(threads, impl):
+    """Time train_iteration on the recorded case at ``threads`` threads; print JSON."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import time
+
+    import numpy as np
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    from sg3keras.training.replay import _iteration_inputs, build_trainer, load_case
+    case = load_case(CASE)
+    gan, _ = build_trainer(case, impl=impl)
+    n_rec = int(case["config"]["start"]["iterations"])
+    inputs = [_iteration_inputs(case, i, gan) for i in range(n_rec)]
+
+    def run(step):
+        real, real_c, given = inputs[step % n_rec]
+        t0 = time.perf_counter()
+        logs = gan.train_iteration(real, real_c, inputs=given)
+        float(np.asarray(logs["Loss/G/loss"]))        # Wait for the step to finish.
+        return time.perf_counter() - t0
+
+    t_trace = run(0) + run(1)                         # Traces the R1 and the plain step.
+    plain = [run(s) for s in range(2, 16)]
+    r1 = run(16)
+    print(json.dumps(dict(threads=threads, impl=impl, trace_s=t_trace,
+                          sec_iter=float(np.mean(plain)), sec_iter_min=float(np.min(plain)),
+                          sec_iter_r1=r1)))
+
+
+def bench_replay():
+    cfg = json.load(open(os.path.join(CASE, "config.json")))
+    official = cfg["official_cpu_step_s"]
+    print("Official case stylegan3-t 32 px, batch 4, cbase 256, cmax 16 (tests/reference/train/"
+          "sg3t_32); official numbers: official_cpu_step_s of the case")
+    print(f"{'threads':<9}{'ops':<6}{'s/iter':>8}{'official':>10}{'speed-up':>10}"
+          f"{'s/iter R1':>11}{'official':>10}{'speed-up':>10}{'trace s':>9}")
+    for threads in (1, 2):
+        off = official.get(f"threads_{threads}")
+        for impl in ("fast", "ref"):
+            r = subprocess.run([sys.executable, __file__, "--replay-child", str(threads), impl],
+                               capture_output=True, text=True)
+            if r.returncode:
+                print(f"{threads:<9}{impl:<6} FAILED: {r.stderr.strip()[-300:]}")
+                continue
+            m = json.loads(r.stdout.strip().splitlines()[-1])
+            plain_off = sum(off[1:]) / len(off[1:]) if off else float("nan")
+            r1_off = off[0] if off else float("nan")
+            print(f"{threads:<9}{impl:<6}{m['sec_iter']:>8.3f}{plain_off:>10.3f}"
+                  f"{plain_off / m['sec_iter']:>9.1f}x{m['sec_iter_r1']:>11.3f}{r1_off:>10.3f}"
+                  f"{r1_off / m['sec_iter_r1']:>9.1f}x{m['trace_s']:>9.1f}", flush=True)
+    if "threads_2" in official:
+        print("(the case notes that its 2-thread official numbers were taken on an overloaded "
+              "machine; compare the 1-thread rows)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--res", type=int, default=32)
@@ -44,11 +111,28 @@ def main():
     ap.add_argument("--cbase", type=int, default=2048)
     ap.add_argument("--cmax", type=int, default=64)
     ap.add_argument("--kimg", type=float, default=0.64)
-    ap.add_argument("--child", nargs=4, default=None)
+    ap.add_argument("--only", choices=("replay", "loop"), default=None)
+    ap.add_argument("--child", nargs=4, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--replay-child", nargs=2, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         gpus, fused, data, outdir = a.child
         return child(a, int(gpus), fused == "1", data, outdir)
+    if a.replay_child:
+        return replay_child(int(a.replay_child[0]), a.replay_child[1])
+    import platform
+    flags = ""
+    if os.path.exists("/proc/cpuinfo"):
+        info = open("/proc/cpuinfo").read()
+        model = re.search(r"model name\s*:\s*(.*)", info)
+        cpu_flags = set((re.search(r"flags\s*:\s*(.*)", info) or [None, ""])[1].split())
+        flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in cpu_flags)
+        print(f"CPU: {model.group(1) if model else platform.processor()} ({os.cpu_count()} cores; "
+              f"{flags or 'no AVX2'})")
+    if a.only != "loop":
+        bench_replay()
+    if a.only == "replay":
+        return
     from sg3keras.demo_data import make_demo_dataset
     work = tempfile.mkdtemp(prefix="sg3keras-bench-")
     data = os.path.join(work, "data.zip")
