@@ -32,8 +32,6 @@ import re
 import shutil
 import tempfile
 
-import numpy as np
-
 from sg3keras.utils import save_keras_atomic, to_uint8
 
 __all__ = ["export_savedmodel", "export_keras", "export_onnx", "export_network",

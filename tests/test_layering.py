@@ -1,7 +1,9 @@
 """The one-way layering of the package: ops -> layers -> models -> training/metrics/export -> CLI.
 
-Parses every module's imports (no execution) and fails on an upward import, and on module-level
-TensorFlow imports in the backend-neutral model code.
+Parses every module's imports (absolute and relative, module level and inside functions; no
+execution) and fails on an upward import, on an import cycle between modules, and on TensorFlow
+in the backend-neutral code (outside a function that dispatches on ``keras.backend.backend()``).
+This is the only test of these rules.
 """
 
 import ast
@@ -19,8 +21,12 @@ FLOORS = {
     "convert": 4, "networks": 5, "generate": 5, "training": 5, "metrics": 5, "export": 6,
     "tools": 6, "demo": 7, "cli": 8,
 }
-BACKEND_NEUTRAL = ("ops", "layers", "models", "losses", "augment")
-TF_ALLOWED = {"ops/xla.py", "ops/grid_sample.py"}
+# Backend-neutral code (runs under KERAS_BACKEND=jax): no TensorFlow except behind a backend
+# check. ``ops/xla.py`` is the named TensorFlow-only module of the ops.
+BACKEND_NEUTRAL = ("ops", "layers", "models", "losses", "augment", "convert")
+TF_ONLY = {"ops/xla.py"}
+# TensorFlow-only metric modules: imported lazily, only on the TensorFlow backend.
+TF_ONLY_METRICS = {"metrics/distributed.py"}
 
 
 def _modules():
@@ -31,28 +37,78 @@ def _modules():
                 yield os.path.relpath(path, PKG).replace(os.sep, "/"), path
 
 
+MODULES = sorted(_modules())
+
+
+def _dotted(rel):
+    """``ops/xla.py`` -> ``sg3keras.ops.xla``; ``ops/__init__.py`` -> ``sg3keras.ops``."""
+    parts = ["sg3keras"] + rel.removesuffix(".py").split("/")
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_module(dotted):
+    rel = dotted.split(".", 1)[1].replace(".", "/") if "." in dotted else ""
+    return os.path.isfile(os.path.join(PKG, rel + ".py")) or \
+        os.path.isfile(os.path.join(PKG, rel, "__init__.py"))
+
+
+class _Imports(ast.NodeVisitor):
+    """Every import of a module as ``(dotted module, top_level, inside_backend_check)``."""
+
+    def __init__(self, rel):
+        self.rel, self.found, self.depth, self.dispatch = rel, [], 0, 0
+        pkg = _dotted(rel)
+        self.package = pkg if rel.endswith("__init__.py") else pkg.rsplit(".", 1)[0]
+
+    def _add(self, name):
+        self.found.append((name, self.depth == 0, self.dispatch > 0))
+
+    def visit_FunctionDef(self, node):
+        # A function that asks ``backend()`` dispatches on the backend (an ``if`` around the
+        # import or an early return before it).
+        check = "backend()" in ast.unparse(node)
+        self.depth += 1
+        self.dispatch += check
+        self.generic_visit(node)
+        self.dispatch -= check
+        self.depth -= 1
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Import(self, node):
+        for a in node.names:
+            self._add(a.name)
+
+    def visit_ImportFrom(self, node):
+        if node.level:
+            base = self.package.split(".")
+            base = base[:len(base) - (node.level - 1)]
+            mod = ".".join(base + ([node.module] if node.module else []))
+        else:
+            mod = node.module or ""
+        # ``from a import b``: b may be a submodule.
+        subs = [f"{mod}.{a.name}" for a in node.names if _is_module(f"{mod}.{a.name}")]
+        for name in subs or [mod]:
+            self._add(name)
+
+
+def _imports(rel, path):
+    v = _Imports(rel)
+    v.visit(ast.parse(open(path).read()))
+    return v.found
+
+
 def _floor(rel):
-    head = rel.split("/")[0].removesuffix(".py")
-    return FLOORS.get(head)
+    return FLOORS.get(rel.split("/")[0].removesuffix(".py"))
 
 
-def _imports(path, top_level_only=False):
-    tree = ast.parse(open(path).read())
-    for node in (tree.body if top_level_only else ast.walk(tree)):
-        if isinstance(node, ast.Import):
-            for a in node.names:
-                yield a.name
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            yield node.module
-
-
-@pytest.mark.parametrize("rel,path", sorted(_modules()))
+@pytest.mark.parametrize("rel,path", MODULES)
 def test_no_upward_imports(rel, path):
     if rel == "__init__.py":
         return
     mine = _floor(rel)
     assert mine is not None, f"{rel}: add it to FLOORS in tests/test_layering.py"
-    for mod in _imports(path):
+    for mod, _, _ in _imports(rel, path):
         if not mod.startswith("sg3keras."):
             continue
         target = mod.split(".")[1]
@@ -61,37 +117,53 @@ def test_no_upward_imports(rel, path):
         assert floor <= mine, f"{rel} (floor {mine}) imports {mod} (floor {floor})"
 
 
-@pytest.mark.parametrize("rel,path", [m for m in sorted(_modules())
+def test_no_import_cycles():
+    """No two modules import each other, directly or through others (lazy imports count)."""
+    graph = {}
+    for rel, path in MODULES:
+        me = _dotted(rel)
+        graph[me] = {m for m, _, _ in _imports(rel, path)
+                     if m.startswith("sg3keras") and m != me and _is_module(m)}
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt):] + [nxt]
+                # A package importing its own submodules (re-exports) is not a cycle of code.
+                if not all(b.startswith(a + ".") or a.startswith(b + ".")
+                           for a, b in zip(cycle, cycle[1:])):
+                    pytest.fail("import cycle: " + " -> ".join(cycle))
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+
+
+@pytest.mark.parametrize("rel,path", [m for m in MODULES
                                       if m[0].split("/")[0].removesuffix(".py") in BACKEND_NEUTRAL])
-def test_model_code_is_backend_neutral(rel, path):
-    if rel in TF_ALLOWED:
+def test_backend_neutral_code_has_no_tensorflow(rel, path):
+    if rel in TF_ONLY:
         return
-    # Function-level imports behind a ``keras.backend.backend()`` check are backend dispatch.
-    mods = _imports(path, top_level_only=True)
-    bad = [m for m in mods if m == "tensorflow" or m.startswith("tensorflow.")]
-    assert not bad, f"{rel} imports {bad}; keep TensorFlow-only code in named modules"
+    tf_only = {_dotted(t) for t in TF_ONLY}
+    for mod, top, dispatch in _imports(rel, path):
+        is_tf = mod == "tensorflow" or mod.startswith("tensorflow.") or mod in tf_only
+        assert not (is_tf and (top or not dispatch)), (
+            f"{rel} imports {mod} {'at module level' if top else 'outside a backend check'}; "
+            "keep TensorFlow-only code in named modules or behind keras.backend.backend()")
 
 
-# TensorFlow-only metric modules: imported lazily, only on the TensorFlow backend.
-TF_ONLY_METRICS = {"metrics/distributed.py"}
-
-
-def _top_level_names(path):
-    """Module-level imports, ``from a import b`` as both ``a`` and ``a.b``."""
-    for node in ast.parse(open(path).read()).body:
-        if isinstance(node, ast.Import):
-            yield from (a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            yield node.module
-            yield from (f"{node.module}.{a.name}" for a in node.names)
-
-
-@pytest.mark.parametrize("rel,path", [m for m in sorted(_modules())
-                                      if m[0].startswith("metrics/")])
+@pytest.mark.parametrize("rel,path", [m for m in MODULES if m[0].startswith("metrics/")])
 def test_metrics_tensorflow_only_in_named_modules(rel, path):
     if rel in TF_ONLY_METRICS:
         return
-    tf_only = {"sg3keras." + t.removesuffix(".py").replace("/", ".") for t in TF_ONLY_METRICS}
-    bad = [m for m in _top_level_names(path)
-           if m == "tensorflow" or m.startswith("tensorflow.") or m in tf_only]
+    tf_only = {_dotted(t) for t in TF_ONLY_METRICS}
+    bad = [m for m, top, _ in _imports(rel, path) if top and (
+        m == "tensorflow" or m.startswith("tensorflow.") or m in tf_only)]
     assert not bad, f"{rel} imports {bad} at module level; import TensorFlow-only code lazily"

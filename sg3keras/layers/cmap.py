@@ -10,7 +10,7 @@ import keras
 from keras import ops
 
 from sg3keras.layers.fully_connected import FullyConnectedLayer
-from sg3keras.layers.mapping import normalize_2nd_moment
+from sg3keras.ops.misc import normalize_2nd_moment
 
 __all__ = ["ConditioningMapping"]
 

@@ -4,21 +4,9 @@ import keras
 from keras import ops
 
 from sg3keras.layers.fully_connected import FullyConnectedLayer
+from sg3keras.ops.misc import lerp, normalize_2nd_moment
 
-__all__ = ["MappingNetwork", "lerp", "normalize_2nd_moment"]
-
-
-def lerp(a, b, t):
-    """``a + t * (b - a)`` evaluated like ``torch.lerp`` (from ``b`` when ``t >= 0.5``)."""
-    if isinstance(t, (int, float)):
-        return a + t * (b - a) if t < 0.5 else b - (b - a) * (1 - t)
-    t = ops.cast(t, a.dtype)
-    return ops.where(t < 0.5, a + t * (b - a), b - (b - a) * (1 - t))
-
-
-def normalize_2nd_moment(x, eps=1e-8):
-    """``x * rsqrt(mean(x**2, axis=1) + eps)`` per sample."""
-    return x * ops.rsqrt(ops.mean(ops.square(x), axis=1, keepdims=True) + eps)
+__all__ = ["MappingNetwork"]
 
 
 @keras.saving.register_keras_serializable(package="sg3keras")

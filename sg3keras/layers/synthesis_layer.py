@@ -8,10 +8,9 @@ import numpy as np
 from keras import ops
 
 from sg3keras.layers.fully_connected import FullyConnectedLayer
-from sg3keras.layers.mapping import lerp
 from sg3keras.ops.filtered_lrelu import filtered_lrelu
 from sg3keras.ops.filters import design_lowpass_filter
-from sg3keras.ops.misc import assert_shape
+from sg3keras.ops.misc import assert_shape, lerp
 from sg3keras.ops.modulated_conv import modulated_conv2d
 
 __all__ = ["SynthesisLayer"]

@@ -131,8 +131,9 @@ class Discriminator(keras.Model):
         return cls(dataclasses.replace(config, **overrides))
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "config": self.config.to_dict(),
-                "metadata": self.metadata}
+        config = super().get_config()
+        config.update(config=self.config.to_dict(), metadata=self.metadata)
+        return config
 
     @classmethod
     def from_config(cls, config):

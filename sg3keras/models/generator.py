@@ -187,8 +187,10 @@ class Generator(keras.Model):
         return (z_shape[0], self.img_resolution, self.img_resolution, self.img_channels)
 
     def get_config(self):
-        return dict(name=self.name, trainable=self.trainable, config=self.config.to_dict(),
-                    impl=self.impl, seed=self.seed, metadata=self.metadata)
+        config = super().get_config()
+        config.update(config=self.config.to_dict(), impl=self.impl, seed=self.seed,
+                      metadata=self.metadata)
+        return config
 
     @classmethod
     def from_config(cls, config):

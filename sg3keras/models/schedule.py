@@ -17,7 +17,6 @@ Symbols (per layer ``i = 0..N``, ``N = num_layers``, ``R = img_resolution``):
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -190,9 +189,3 @@ def parameter_counts(cfg) -> dict:
             buffers += spec.down_taps ** 2 if spec.down_radial else spec.down_taps
     return dict(mapping=mapping, synthesis=synthesis, total=mapping + synthesis,
                 buffers=buffers)
-
-
-def schedule_as_dict(sched: SynthesisSchedule) -> dict:
-    """JSON-friendly view (layer specs as dicts) for logging and ``--dry-run`` output."""
-    return dict(input=dataclasses.asdict(sched.input),
-                layers=[dataclasses.asdict(s) for s in sched.layers], num_ws=sched.num_ws)

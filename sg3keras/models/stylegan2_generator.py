@@ -188,8 +188,9 @@ class StyleGAN2Generator(keras.Model):
         return (z_shape[0], self.img_resolution, self.img_resolution, self.img_channels)
 
     def get_config(self):
-        return dict(name=self.name, trainable=self.trainable, config=self.config.to_dict(),
-                    metadata=self.metadata)
+        config = super().get_config()
+        config.update(config=self.config.to_dict(), metadata=self.metadata)
+        return config
 
     @classmethod
     def from_config(cls, config):

@@ -106,7 +106,12 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=ma
     b = None if b is None else ops.convert_to_tensor(b)
     if backend.backend() == "tensorflow":
         from . import xla  # TensorFlow-only; imported lazily
-        return xla.filtered_lrelu_xla(x, fu, fd, b, **args)
+        stage = xla.compiled_stage
+        return xla.with_custom_gradient(
+            lambda x, b, fu, fd: filtered_lrelu_fast(x, fu, fd, b, **args, stage=stage),
+            lambda dy, x, b, fu, fd: filtered_lrelu_fast_grad(dy, x, fu, fd, b, **args,
+                                                              stage=stage),
+            x, b, consts=(fu, fd))
     return filtered_lrelu_fast(x, fu, fd, b, **args)
 
 
@@ -232,14 +237,6 @@ def _up_fir(x, g, up, padding):
     if len(g.shape) == 1:
         return _upsample_axes(_upsample_axes(x, g, up, padding, (2,)), g, up, padding, (1,))
     return _upsample_axes(x, g, up, padding, (1, 2))
-
-
-def _fir_down(x, g, down, padding=(0, 0, 0, 0)):
-    """Separable (1-D ``g``: x then y) or 2-D strided FIR."""
-    if len(g.shape) == 1:
-        return _downsample_axes(_downsample_axes(x, g, down, (2,), padding), g, down, (1,),
-                                padding)
-    return _downsample_axes(x, g, down, (1, 2), padding)
 
 
 def _upsampled(x, fu, b, up, padding, flip_filter):

@@ -1,6 +1,9 @@
-"""Small helpers shared by the ops: static shape contracts and argument parsing."""
+"""Small helpers shared by the ops and layers: static shape contracts, argument parsing,
+``torch.lerp``-exact interpolation and 2nd-moment normalisation."""
 
-__all__ = ["assert_shape", "parse_scaling", "parse_padding"]
+from keras import ops
+
+__all__ = ["assert_shape", "parse_scaling", "parse_padding", "lerp", "normalize_2nd_moment"]
 
 
 def assert_shape(x, shape, name="x"):
@@ -63,3 +66,16 @@ def parse_padding(padding, name="padding"):
     if len(vals) == 4:
         return tuple(vals)
     raise ValueError(f"{name}: expected an int, [px, py] or [x0, x1, y0, y1], got {padding!r}")
+
+
+def lerp(a, b, t):
+    """``a + t * (b - a)`` evaluated like ``torch.lerp`` (from ``b`` when ``t >= 0.5``)."""
+    if isinstance(t, (int, float)):
+        return a + t * (b - a) if t < 0.5 else b - (b - a) * (1 - t)
+    t = ops.cast(t, a.dtype)
+    return ops.where(t < 0.5, a + t * (b - a), b - (b - a) * (1 - t))
+
+
+def normalize_2nd_moment(x, eps=1e-8):
+    """``x * rsqrt(mean(x**2, axis=1) + eps)`` per sample."""
+    return x * ops.rsqrt(ops.mean(ops.square(x), axis=1, keepdims=True) + eps)

@@ -90,7 +90,7 @@ def _depthwise(x, kernel2d, strides=1):
     return ops.cast(y, dtype)
 
 
-def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="ref"):
+def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     """Upsample, pad, filter and downsample a batch of NHWC images.
 
     Steps: (1) zero-insert upsampling by ``up``; (2) pad/crop by ``padding`` w.r.t. the
@@ -105,12 +105,9 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="re
         padding: int, ``[px, py]`` or ``[x0, x1, y0, y1]``; default 0.
         flip_filter: correlate with ``f`` as is instead of convolving.
         gain: overall signal gain; default 1.
-        impl: ``"ref"`` (the only implementation of the generic op).
     Returns:
         ``[N, (H*uy + y0 + y1 - fh + dy) // dy, (W*ux + x0 + x1 - fw + dx) // dx, C]``.
     """
-    if impl != "ref":
-        raise ValueError(f"upfirdn2d: impl must be 'ref', got {impl!r}")
     _check_x(x, "upfirdn2d")
     upx, upy = parse_scaling(up, "up")
     downx, downy = parse_scaling(down, "down")

@@ -3,21 +3,19 @@
 Every compiled function is a ``tf.function(jit_compile=True)`` over *tensors only*: filters and
 biases come in as tensor arguments, static settings as Python values (part of the trace key),
 and no variables are read inside. That keeps XLA fusion usable inside any ``tf.distribute``
-strategy (TF-NOTES.md §3: reading mirrored variables inside a compiled function fails on
-logical CPUs). ``filtered_lrelu`` is compiled stage by stage (see
-``sg3keras.ops.filtered_lrelu``) and its hand-derived backward
-(:func:`~sg3keras.ops.filtered_lrelu.filtered_lrelu_fast_grad`) is joined with
-``tf.custom_gradient``: XLA's own differentiation of the many strided slices was slower on CPU
-than the reference path.
+strategy (reading mirrored variables inside a compiled function fails on logical CPUs).
+``filtered_lrelu`` is compiled stage by stage (see ``sg3keras.ops.filtered_lrelu``) and its
+hand-derived backward (:func:`~sg3keras.ops.filtered_lrelu.filtered_lrelu_fast_grad`) is joined
+with ``tf.custom_gradient`` (:func:`with_custom_gradient`): XLA's own differentiation of the
+many strided slices was slower on CPU than the reference path. This module imports nothing from
+the ops that use it.
 """
 
 import functools
 
 import tensorflow as tf
 
-from .filtered_lrelu import filtered_lrelu_fast, filtered_lrelu_fast_grad
-
-__all__ = ["compiled_stage", "filtered_lrelu_xla"]
+__all__ = ["compiled_stage", "with_custom_gradient"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -33,29 +31,25 @@ def compiled_stage(fn, *tensors, **static):
     return _compiled(fn)(*tensors, static=tuple(sorted(static.items())))
 
 
-def filtered_lrelu_xla(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):
-    """XLA-compiled :func:`sg3keras.ops.filtered_lrelu.filtered_lrelu_fast` (same arguments),
-    differentiable w.r.t. ``x`` and ``b`` (the filters are constants)."""
-    static = dict(up=up, down=down, padding=tuple(padding), gain=gain, slope=slope, clamp=clamp,
-                  flip_filter=flip_filter)
-    # Read variables (e.g. a layer's filter / bias weights) here, outside the compiled stages:
-    # a Keras variable handed to a tf.function is not a tensor and cannot be traced in a graph.
+def with_custom_gradient(forward, backward, x, b=None, consts=()):
+    """``forward(x, b, *consts)`` joined with a hand-written ``backward(dy, x, b, *consts) ->
+    (dx, db)`` through ``tf.custom_gradient`` (differentiable w.r.t. ``x`` and, when given,
+    ``b``; ``consts`` such as filters get no gradient; None entries stay None).
+
+    ``forward`` and ``backward`` run their stages with :func:`compiled_stage`. Keras variables
+    are read here, outside the compiled stages: a Keras variable handed to a ``tf.function``
+    is not a tensor and cannot be traced in a graph."""
     x = tf.convert_to_tensor(x)
-    fu, fd, b = (None if t is None else tf.convert_to_tensor(t) for t in (fu, fd, b))
-
-    def forward(x, b):
-        return filtered_lrelu_fast(x, fu, fd, b, **static, stage=compiled_stage)
-
-    def backward(dy, x, b):
-        return filtered_lrelu_fast_grad(dy, x, fu, fd, b, **static, stage=compiled_stage)
-
+    consts = tuple(None if t is None else tf.convert_to_tensor(t) for t in consts)
     if b is None:
         @tf.custom_gradient
         def op(x):
-            return forward(x, None), lambda dy: backward(dy, x, None)[0]
+            return forward(x, None, *consts), lambda dy: backward(dy, x, None, *consts)[0]
         return op(x)
+
+    b = tf.convert_to_tensor(b)
 
     @tf.custom_gradient
     def op_b(x, b):
-        return forward(x, b), lambda dy: backward(dy, x, b)
+        return forward(x, b, *consts), lambda dy: backward(dy, x, b, *consts)
     return op_b(x, b)

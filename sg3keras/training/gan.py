@@ -40,11 +40,12 @@ import tensorflow as tf
 
 from sg3keras import losses
 from sg3keras.config import LossConfig, TrainConfig
+from sg3keras.ops.misc import lerp
 from sg3keras.training import compat
 from sg3keras.training.ada import ada_adjust
 from sg3keras.training.optimizers import TorchAdam
 
-__all__ = ["StyleGAN", "ema_beta", "torch_lerp"]
+__all__ = ["StyleGAN", "ema_beta"]
 
 # Stateless-draw slots of the phases (part of the seed; fixed so that runs stay reproducible).
 _PH_GMAIN, _PH_GREG, _PH_DMAIN, _PH_DREG = 1, 2, 3, 4
@@ -61,14 +62,6 @@ def ema_beta(cur_nimg, batch, ema_kimg, ema_rampup):
     if ema_rampup is not None:
         ema_nimg = tf.minimum(ema_nimg, tf.cast(cur_nimg, tf.float64) * float(ema_rampup))
     return tf.pow(tf.constant(0.5, tf.float64), float(batch) / tf.maximum(ema_nimg, 1e-8))
-
-
-def torch_lerp(start, end, weight):
-    """``torch.lerp(start, end, weight)`` with a scalar weight, rounding as PyTorch does:
-    ``start + w (end - start)`` for ``w < 0.5``, ``end - (end - start)(1 - w)`` otherwise."""
-    w = tf.cast(weight, start.dtype)
-    diff = end - start
-    return tf.where(w < 0.5, start + w * diff, end - diff * (1.0 - w))
 
 
 def _sanitize(grads):
@@ -538,7 +531,8 @@ class StyleGAN(keras.Model):
         self.step.assign_add(1)
 
     def _update_ema(self):
-        """G_ema: ``p_ema <- lerp(p, p_ema, beta)`` (:func:`ema_beta` of the images seen
+        """G_ema: ``p_ema <- lerp(p, p_ema, beta)`` (``torch.lerp`` rounding; :func:`ema_beta` of
+        the images seen
         *before* this iteration), buffers copied from G; then count this iteration's images.
         Returns beta (float64)."""
         tc = self.train_config
@@ -549,7 +543,7 @@ class StyleGAN(keras.Model):
 
         def update(strategy):
             for pe, p in pairs_p:
-                pe.assign(torch_lerp(tf.convert_to_tensor(p), tf.convert_to_tensor(pe), beta))
+                pe.assign(lerp(tf.convert_to_tensor(p), tf.convert_to_tensor(pe), beta))
             for be, b in pairs_b:
                 be.assign(b)
 

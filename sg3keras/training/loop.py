@@ -170,7 +170,6 @@ def train(opts: TrainOptions, strategy=None, log=print):
 
     from sg3keras.data import ImageDataset
     from sg3keras.training.checkpoint import latest_checkpoint, load_checkpoint
-    from sg3keras.training.gan import StyleGAN
 
     resume_meta = None
     if opts.resume:

@@ -28,6 +28,8 @@ set by the caller (:meth:`sg3keras.training.gan.StyleGAN.make_optimizers`).
 import keras
 from keras import ops
 
+from sg3keras.ops.misc import lerp
+
 __all__ = ["TorchAdam"]
 
 
@@ -78,13 +80,8 @@ class TorchAdam(keras.optimizers.Optimizer):
         t = ops.cast(step, "int64") + 1
         self.assign(step, t)
 
-        # torch.lerp(m, g, w): m + w (g - m) for w < 0.5, g - (g - m)(1 - w) otherwise, so that
-        # beta_1 = 0 stores the gradient exactly.
-        w = 1.0 - self.beta_1
-        if w >= 0.5:
-            m_new = g - (g - m) * (1.0 - w)
-        else:
-            m_new = m + (g - m) * w
+        # torch.lerp rounding: beta_1 = 0 stores the gradient exactly.
+        m_new = lerp(ops.convert_to_tensor(m), g, 1.0 - self.beta_1)
         self.assign(m, m_new)
         v_new = v * self.beta_2 + (1.0 - self.beta_2) * g * g
         self.assign(v, v_new)
