@@ -13,11 +13,17 @@ import click
 # Quiet TensorFlow's C++ start-up logging unless the user asked for it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from sg3keras.config import PRESETS, TrainOptions
 from sg3keras.utils import parse_range, parse_vec2
 
 
 def _fail(e):
     raise click.ClickException(str(e))
+
+
+def _TRAIN(name):
+    """Default of a ``train`` flag: the :class:`TrainOptions` field, itself from the presets."""
+    return TrainOptions.__dataclass_fields__[name].default
 
 
 @click.group()
@@ -91,32 +97,38 @@ def dataset(source, dest, resolution, transform, max_images, skip_bad):
 
 @main.command()
 @click.option("--outdir", type=click.Path(file_okay=False), help="[required] Where runs go")
-@click.option("--cfg", type=click.Choice(["stylegan3-t", "stylegan3-r", "stylegan2"]),
-              help="[required] Base configuration")
+@click.option("--cfg", type=click.Choice(sorted(PRESETS)), help="[required] Base configuration")
 @click.option("--data", type=click.Path(exists=True), help="[required] Dataset zip or folder")
 @click.option("--gpus", type=click.IntRange(min=1), help="[required] Number of GPUs/replicas")
 @click.option("--batch", type=click.IntRange(min=1), help="[required] Total batch size")
 @click.option("--gamma", type=click.FloatRange(min=0), help="[required] R1 weight")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=_TRAIN("workers"), show_default=True)
 @click.option("--batch-gpu", type=click.IntRange(min=1), default=None,
               help="Samples per GPU/replica per round (gradient accumulation) [default: "
                    "batch/replicas]")
-@click.option("--cond", type=bool, default=False, show_default=True)
-@click.option("--mirror", type=bool, default=False, show_default=True)
-@click.option("--aug", type=click.Choice(["noaug", "ada", "fixed"]), default="ada", show_default=True)
-@click.option("--augpipe", default="bgc", show_default=True)
-@click.option("--p", type=click.FloatRange(min=0, max=1), default=0.2, show_default=True)
-@click.option("--target", type=click.FloatRange(min=0, max=1), default=0.6, show_default=True)
-@click.option("--cbase", type=click.IntRange(min=1), default=32768, show_default=True)
-@click.option("--cmax", type=click.IntRange(min=1), default=512, show_default=True)
-@click.option("--map-depth", type=click.IntRange(min=1), default=None)
-@click.option("--mbstd-group", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--glr", type=click.FloatRange(min=0), default=None)
-@click.option("--dlr", type=click.FloatRange(min=0), default=0.002, show_default=True)
-@click.option("--kimg", type=click.FloatRange(min=0), default=25000, show_default=True)
-@click.option("--tick", type=click.FloatRange(min=0, min_open=True), default=4, show_default=True)
-@click.option("--snap", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--cond", type=bool, default=_TRAIN("cond"), show_default=True)
+@click.option("--mirror", type=bool, default=_TRAIN("mirror"), show_default=True)
+@click.option("--aug", type=click.Choice(["noaug", "ada", "fixed"]), default=_TRAIN("aug"),
+              show_default=True)
+@click.option("--augpipe", default=_TRAIN("augpipe"), show_default=True)
+@click.option("--p", type=click.FloatRange(min=0, max=1), default=_TRAIN("p"), show_default=True,
+              help="Augmentation probability for --aug=fixed")
+@click.option("--target", type=click.FloatRange(min=0, max=1), default=_TRAIN("target"),
+              show_default=True, help="ADA target")
+@click.option("--cbase", type=click.IntRange(min=1), default=_TRAIN("cbase"), show_default=True)
+@click.option("--cmax", type=click.IntRange(min=1), default=_TRAIN("cmax"), show_default=True)
+@click.option("--map-depth", type=click.IntRange(min=1), default=None,
+              help="Mapping network depth [default: the --cfg preset's]")
+@click.option("--mbstd-group", type=click.IntRange(min=1), default=_TRAIN("mbstd_group"),
+              show_default=True)
+@click.option("--glr", type=click.FloatRange(min=0), default=None,
+              help="G learning rate [default: the --cfg preset's]")
+@click.option("--dlr", type=click.FloatRange(min=0), default=_TRAIN("dlr"), show_default=True)
+@click.option("--kimg", type=click.FloatRange(min=0), default=_TRAIN("kimg"), show_default=True)
+@click.option("--tick", type=click.FloatRange(min=0, min_open=True), default=_TRAIN("tick"),
+              show_default=True)
+@click.option("--snap", type=click.IntRange(min=1), default=_TRAIN("snap"), show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=_TRAIN("seed"), show_default=True)
 @click.option("--fp32", type=bool, default=False, show_default=True)
 @click.option("--mixed-precision", type=click.Choice(["mixed_bfloat16", "mixed_float16"]),
               default=None)
@@ -133,7 +145,7 @@ def train(dry_run, **kwargs):
     """Train a StyleGAN3 / StyleGAN2 (official train.py flags)."""
     from sg3keras.training.checkpoint import CheckpointError
     from sg3keras.training.distribute import PeerFailureError
-    from sg3keras.training.loop import TrainOptions, TrainingDivergedError, describe, train as run
+    from sg3keras.training.loop import TrainingDivergedError, describe, train as run
     required = ["outdir", "cfg", "data", "gpus", "batch", "gamma"]
     missing = [f"--{k}" for k in required if kwargs[k] is None and not kwargs["resume"]]
     if missing:

@@ -31,6 +31,7 @@ __all__ = [
     "resolve_preset",
     "recommended_gamma",
     "magnitude_ema_beta_for_batch",
+    "TrainOptions",
 ]
 
 
@@ -162,6 +163,7 @@ class TrainConfig:
     ada_target: float = 0.6
     ada_interval: int = 4
     ada_kimg: float = 500.0            # training_loop default; train.py --resume sets 100.
+    fixed_augment_p: float = 0.2       # train.py --p: the probability of --aug fixed.
     kimg: int = 25000
     kimg_per_tick: int = 4
     snapshot_ticks: int = 50
@@ -179,6 +181,7 @@ class Preset:
     discriminator: DiscriminatorConfig
     loss: LossConfig
     train: TrainConfig
+    g_channel_scale: int = 1           # G's channel_base/max = scale x --cbase/--cmax (-r: 2).
 
 
 _SRC = "NVlabs/stylegan3 @ c233a91 train.py --cfg={} (shared/REFERENCE.md §1.9, §4.1)"
@@ -206,6 +209,7 @@ PRESETS = {
         discriminator=DiscriminatorConfig(),   # D keeps the undoubled 32768 / 512.
         loss=LossConfig(blur_init_sigma=10.0, blur_fade_kimg=200.0),
         train=TrainConfig(g_lr=0.0025, d_lr=0.002),
+        g_channel_scale=2,
     ),
     "stylegan2": Preset(
         name="stylegan2",
@@ -220,17 +224,26 @@ PRESETS = {
 
 
 def resolve_preset(name: str, img_resolution: Optional[int] = None, batch: Optional[int] = None,
+                   cbase: Optional[int] = None, cmax: Optional[int] = None,
                    **generator_overrides) -> Preset:
-    """Return the preset ``name`` adjusted to a resolution and batch size.
+    """Return the preset ``name`` adjusted to a resolution, batch size and channel counts.
 
     The batch-dependent official values (``magnitude_ema_beta``, ``ema_kimg``, ``blur_fade_kimg``)
-    are recomputed for ``batch``; the recommended gamma is set from the resolution. Keyword
-    overrides replace single :class:`GeneratorConfig` fields.
+    are recomputed for ``batch``; the recommended gamma is set from the resolution. ``cbase`` /
+    ``cmax`` are train.py's ``--cbase`` / ``--cmax``: D gets them as they are, G multiplied by
+    the preset's ``g_channel_scale`` (2 for -r). Keyword overrides replace single
+    :class:`GeneratorConfig` fields (after the scaling).
     """
     if name not in PRESETS:
         raise ValueError(f"Unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     p = PRESETS[name]
     g, d, loss, train = p.generator, p.discriminator, p.loss, p.train
+    for flag, field, value in (("cbase", "channel_base", cbase), ("cmax", "channel_max", cmax)):
+        if value is not None:
+            if int(value) < 1:
+                raise ValueError(f"{flag} must be >= 1, got {value}")
+            g = dataclasses.replace(g, **{field: int(value) * p.g_channel_scale})
+            d = dataclasses.replace(d, **{field: int(value)})
     if img_resolution is not None:
         if img_resolution < 4 or img_resolution & (img_resolution - 1):
             raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
@@ -250,3 +263,45 @@ def resolve_preset(name: str, img_resolution: Optional[int] = None, batch: Optio
     d = dataclasses.replace(d, c_dim=g.c_dim, img_channels=g.img_channels)
     return dataclasses.replace(p, generator=g, discriminator=d, loss=loss, train=train)
 
+
+# train.py's flag defaults are the preset table's values (the same for every --cfg).
+_T, _D = PRESETS["stylegan3-t"].train, PRESETS["stylegan3-t"].discriminator
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Options of ``sg3keras train`` (official train.py names; defaults from the presets)."""
+
+    outdir: str = "training-runs"
+    cfg: str = "stylegan3-t"
+    data: str = ""
+    gpus: int = 1
+    workers: int = 1               # > 1: MultiWorkerMirroredStrategy from TF_CONFIG.
+    batch: int = _T.batch
+    batch_gpu: Optional[int] = None  # Per-replica round size; None = batch / replicas.
+    gamma: Optional[float] = None  # Required by train.py; None = recommended for the resolution.
+    cond: bool = False
+    mirror: bool = _T.mirror
+    aug: str = _T.aug
+    augpipe: str = _T.augpipe
+    p: float = _T.fixed_augment_p  # Probability for --aug=fixed.
+    target: float = _T.ada_target
+    ada_kimg: float = _T.ada_kimg
+    cbase: int = _D.channel_base
+    cmax: int = _D.channel_max
+    map_depth: Optional[int] = None  # None = the preset's.
+    mbstd_group: int = _D.mbstd_group_size
+    glr: Optional[float] = None    # None = the preset's.
+    dlr: float = _T.d_lr
+    kimg: float = _T.kimg
+    tick: float = _T.kimg_per_tick
+    snap: int = _T.snapshot_ticks
+    seed: int = _T.seed
+    fp32: bool = False             # train.py --fp32: no conv_clamp (fp16 only ever ran on CUDA).
+    mixed_precision: Optional[str] = None  # e.g. "mixed_bfloat16" (fast on AMX CPUs).
+    metrics: Tuple[str, ...] = ()
+    metrics_num_samples: Optional[int] = None  # Override of the official sample counts.
+    resume: Optional[str] = None
+    grid_seeds: int = 16
+    deterministic: bool = False    # tf.config.experimental.enable_op_determinism().
+    fused_ops: bool = True         # XLA-fused filtered_lrelu ("fast"); False = reference ops.

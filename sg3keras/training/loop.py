@@ -18,13 +18,11 @@ import os
 import re
 import resource
 import time
-from dataclasses import dataclass
-from typing import Optional, Tuple
 
 import keras
 import numpy as np
 
-from sg3keras.config import resolve_preset
+from sg3keras.config import TrainOptions, resolve_preset
 from sg3keras.utils import (atomic_write_json, format_time, make_grid, save_keras_atomic, save_png,
                             to_uint8)
 
@@ -33,45 +31,6 @@ __all__ = ["TrainOptions", "train", "describe", "resolve_options", "TrainingDive
 
 class TrainingDivergedError(RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """Options of ``sg3keras train`` (official train.py names and defaults)."""
-
-    outdir: str = "training-runs"
-    cfg: str = "stylegan3-t"
-    data: str = ""
-    gpus: int = 1
-    workers: int = 1               # > 1: MultiWorkerMirroredStrategy from TF_CONFIG.
-    batch: int = 32
-    batch_gpu: Optional[int] = None  # Per-replica round size; None = batch / replicas.
-    gamma: Optional[float] = None  # Required by train.py; None = recommended for the resolution.
-    cond: bool = False
-    mirror: bool = False
-    aug: str = "ada"
-    augpipe: str = "bgc"
-    p: float = 0.2                 # Probability for --aug=fixed.
-    target: float = 0.6
-    ada_kimg: float = 500.0
-    cbase: int = 32768
-    cmax: int = 512
-    map_depth: Optional[int] = None
-    mbstd_group: int = 4
-    glr: Optional[float] = None
-    dlr: float = 0.002
-    kimg: float = 25000
-    tick: float = 4
-    snap: int = 50
-    seed: int = 0
-    fp32: bool = False             # train.py --fp32: no conv_clamp (fp16 only ever ran on CUDA).
-    mixed_precision: Optional[str] = None  # e.g. "mixed_bfloat16" (fast on AMX CPUs).
-    metrics: Tuple[str, ...] = ()
-    metrics_num_samples: Optional[int] = None  # Override of the official sample counts.
-    resume: Optional[str] = None
-    grid_seeds: int = 16
-    deterministic: bool = False    # tf.config.experimental.enable_op_determinism().
-    fused_ops: bool = True         # XLA-fused filtered_lrelu ("fast"); False = reference ops.
 
 
 def resolve_options(opts: TrainOptions, dataset=None):
@@ -90,8 +49,7 @@ def resolve_options(opts: TrainOptions, dataset=None):
         raise ValueError(f"--batch-gpu={batch_gpu} cannot be smaller than --mbstd-group="
                          f"{opts.mbstd_group} (D's minibatch-stddev groups samples of one round)")
     res = dataset.resolution if dataset is not None else None
-    over = dict(channel_base=opts.cbase * (2 if opts.cfg == "stylegan3-r" else 1),
-                channel_max=opts.cmax * (2 if opts.cfg == "stylegan3-r" else 1))
+    over = {}
     if opts.map_depth is not None:
         over["mapping_layers"] = opts.map_depth
     if dataset is not None:
@@ -100,9 +58,9 @@ def resolve_options(opts: TrainOptions, dataset=None):
     if opts.fp32:
         over["conv_clamp"] = None      # train.py --fp32: num_fp16_res=0, conv_clamp=None.
         over["num_fp16_res"] = 0
-    preset = resolve_preset(opts.cfg, img_resolution=res, batch=opts.batch, **over)
-    d = dataclasses.replace(preset.discriminator, channel_base=opts.cbase,
-                            channel_max=opts.cmax, mbstd_group_size=opts.mbstd_group,
+    preset = resolve_preset(opts.cfg, img_resolution=res, batch=opts.batch, cbase=opts.cbase,
+                            cmax=opts.cmax, **over)
+    d = dataclasses.replace(preset.discriminator, mbstd_group_size=opts.mbstd_group,
                             conv_clamp=preset.generator.conv_clamp,
                             num_fp16_res=preset.generator.num_fp16_res)
     loss = preset.loss
@@ -110,7 +68,8 @@ def resolve_options(opts: TrainOptions, dataset=None):
         loss = dataclasses.replace(loss, r1_gamma=float(opts.gamma))
     train = dataclasses.replace(
         preset.train, batch=opts.batch, batch_gpu=batch_gpu, d_lr=opts.dlr, aug=opts.aug,
-        augpipe=opts.augpipe, augment_p=opts.p if opts.aug == "fixed" else 0.0,
+        augpipe=opts.augpipe, fixed_augment_p=opts.p,
+        augment_p=opts.p if opts.aug == "fixed" else preset.train.augment_p,
         ada_target=opts.target, ada_kimg=opts.ada_kimg, kimg=opts.kimg, kimg_per_tick=opts.tick,
         snapshot_ticks=opts.snap, mirror=opts.mirror, seed=opts.seed)
     if opts.glr is not None:
