@@ -133,7 +133,7 @@ def main():
         bench_replay()
     if a.only == "replay":
         return
-    from sg3keras.demo_data import make_demo_dataset
+    from sg3keras.data.demo import make_demo_dataset
     work = tempfile.mkdtemp(prefix="sg3keras-bench-")
     data = os.path.join(work, "data.zip")
     make_demo_dataset(data, resolution=a.res, num_images=500)

@@ -34,7 +34,7 @@ def make_readme_images(outdir="docs/images", network=None, resolution=32, seed=0
         paths.append(layers_plot.plot_layer_schedule(
             cfg, os.path.join(outdir, f"layers-{name}-1024.png"), dpi=80))
     if network is not None:
-        from sg3keras.networks import load_network
+        from sg3keras.inference.networks import load_network
         G, auto, label = load_network(network), False, "generator"
     else:
         from sg3keras.models.generator import Generator
@@ -51,7 +51,7 @@ def make_readme_images(outdir="docs/images", network=None, resolution=32, seed=0
         shutil.copyfile(res["paths"][0], os.path.join(outdir, "sticking-average.png"))
         paths += [os.path.join(outdir, "eqmap.png"), os.path.join(outdir, "sticking-average.png")]
         curves = {}
-        from sg3keras.demo_data import make_demo_dataset
+        from sg3keras.data.demo import make_demo_dataset
         data = os.path.join(tmp, "demo.zip")
         make_demo_dataset(data, resolution=int(G.img_resolution), num_images=256, seed=seed)
         curves["demo dataset"] = spectra.write_spectra(data, tmp, "data")["paths"][0]

@@ -6,6 +6,7 @@ Heavy imports (TensorFlow, Keras) happen inside the commands so that ``--help`` 
 
 import json
 import os
+import re
 import sys
 
 import click
@@ -14,11 +15,45 @@ import click
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from sg3keras.config import PRESETS, TrainOptions
-from sg3keras.utils import parse_range, parse_vec2
 
 
 def _fail(e):
     raise click.ClickException(str(e))
+
+
+def parse_range(s, what="--seeds"):
+    """Parse ``'0-3,7,10-11'`` into ``[0, 1, 2, 3, 7, 10, 11]`` (official gen_images syntax)."""
+    if isinstance(s, (list, tuple)):
+        return [int(v) for v in s]
+    out = []
+    for part in str(s).split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)-(\d+)", part)
+        if m:
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if hi < lo:
+                raise ValueError(f"{what}: range {part!r} is empty (end < start)")
+            out.extend(range(lo, hi + 1))
+        elif re.fullmatch(r"\d+", part):
+            out.append(int(part))
+        else:
+            raise ValueError(f"{what}: cannot parse {part!r}; expected e.g. '0-3,7'")
+    return out
+
+
+def parse_vec2(s, what="--translate"):
+    """Parse ``'0.1,-0.2'`` into ``(0.1, -0.2)``."""
+    if isinstance(s, (list, tuple)):
+        if len(s) != 2:
+            raise ValueError(f"{what}: expected two numbers, got {s!r}")
+        return float(s[0]), float(s[1])
+    parts = str(s).split(",")
+    if len(parts) != 2:
+        raise ValueError(f"{what}: expected 'x,y', got {s!r}")
+    try:
+        return float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ValueError(f"{what}: expected two numbers 'x,y', got {s!r}") from None
 
 
 def _TRAIN(name):
@@ -49,8 +84,8 @@ def main():
 def generate(network, seeds, truncation_psi, class_idx, noise_mode, translate, rotate, outdir,
              grid):
     """Generate images (official gen_images.py flags and semantics)."""
-    from sg3keras.generate import generate_images, write_images
-    from sg3keras.networks import load_network
+    from sg3keras.inference.generate import generate_images, write_images
+    from sg3keras.inference.networks import load_network
     try:
         seeds, translate = parse_range(seeds), parse_vec2(translate)
         G = load_network(network)
@@ -86,7 +121,7 @@ def convert(src, dest, which, all_):
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable / wrong-mode images, with a count")
 def dataset(source, dest, resolution, transform, max_images, skip_bad):
     """Write an official-format dataset (zip of PNGs + dataset.json)."""
-    from sg3keras.dataset_tool import convert_dataset
+    from sg3keras.data.dataset_tool import convert_dataset
     try:
         summary = convert_dataset(source, dest, resolution=resolution, transform=transform,
                                   max_images=max_images, skip_bad=skip_bad)
@@ -236,7 +271,7 @@ def _grid(s):
 def video(network, seeds, output, grid, num_keyframes, w_frames, kind, truncation_psi,
           shuffle_seed, translate_path, rotate_path, frames):
     """Latent-interpolation video (official gen_video.py flags) or an input-transform video."""
-    from sg3keras.networks import load_network
+    from sg3keras.inference.networks import load_network
     from sg3keras.tools.video import render_transform_video, render_video
     try:
         G, seeds = load_network(network), parse_range(seeds)
@@ -264,7 +299,7 @@ def video(network, seeds, output, grid, num_keyframes, w_frames, kind, truncatio
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True)
 def sticking(network, outdir, seed, seeds, num, radius, space, truncation_psi):
     """Texture-sticking pictures (paper Fig. 1): neighbourhood average and pixel strips."""
-    from sg3keras.networks import load_network
+    from sg3keras.inference.networks import load_network
     from sg3keras.tools.sticking import write_sticking
     try:
         out = write_sticking(load_network(network), outdir, seed=seed,
@@ -285,7 +320,7 @@ def sticking(network, outdir, seed, seeds, num, radius, space, truncation_psi):
 @click.option("--rotate", type=float, default=30.0, show_default=True, help="Degrees")
 def eqmap(network, outdir, seed, translate_int, translate_frac, rotate):
     """Equivariance pictures: transformed input vs transformed output, error map and PSNR."""
-    from sg3keras.networks import load_network
+    from sg3keras.inference.networks import load_network
     from sg3keras.tools.eqmap import equivariance_maps
     try:
         out = equivariance_maps(load_network(network), outdir, seed=seed,
@@ -316,7 +351,7 @@ def spectra(data, network, num, outdir, name, seed, beta, interp):
         _fail("give exactly one of --data or --network")
     try:
         if network:
-            from sg3keras.networks import load_network
+            from sg3keras.inference.networks import load_network
             source = load_network(network)
             if num is None:
                 _fail("--num is required with --network")

@@ -2,8 +2,9 @@
 
 Every default of the official code that sg3keras reproduces lives here, once. Sources:
 
-* NVlabs/stylegan3 @ c233a91, ``train.py`` (the ``--cfg`` presets, lines ~164-281), described in
-  ``shared/REFERENCE.md`` §1.9 and §4.1;
+* NVlabs/stylegan3 @ c233a91, ``train.py`` (the ``--cfg`` presets, lines ~164-281): configs T and
+  R of the Alias-Free GAN paper (Figure 3; hyperparameters in Appendix F.2, Figure 16), see
+  docs/PAPER.md;
 * ``docs/configs.md`` of the same repository for the recommended R1 gamma per resolution.
 
 Use :func:`resolve_preset` (or ``Generator.from_preset``) to build a config; override single
@@ -45,8 +46,22 @@ def recommended_gamma(resolution: int) -> float:
     return 32.0 * (resolution / 1024.0) ** 2
 
 
+class _DictMixin:
+    """``to_dict`` / ``from_dict`` for the network configs (JSON round trip: lists -> tuples)."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        d = dict(d)
+        if d.get("resample_filter") is not None:
+            d["resample_filter"] = tuple(d["resample_filter"])
+        return cls(**d)
+
+
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(_DictMixin):
     """Hyper-parameters of a generator (StyleGAN3 ``family="stylegan3"`` or StyleGAN2).
 
     Field names follow the official constructor kwargs so that an official ``init_kwargs`` dict
@@ -87,20 +102,12 @@ class GeneratorConfig:
     use_noise: bool = True             # Per-pixel noise inputs.
     fused_modconv_default: str = "inference_only"
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GeneratorConfig":
-        d = dict(d)
-        if "resample_filter" in d and d["resample_filter"] is not None:
-            d["resample_filter"] = tuple(d["resample_filter"])
-        return cls(**d)
 
 
 @dataclass(frozen=True)
-class DiscriminatorConfig:
-    """The StyleGAN2 residual discriminator used by every official config (REFERENCE.md §3)."""
+class DiscriminatorConfig(_DictMixin):
+    """The StyleGAN2 residual discriminator used by every official config (StyleGAN2 §4.1;
+    unchanged in Alias-Free GAN, Appendix F)."""
 
     c_dim: int = 0
     img_resolution: int = 256
@@ -117,20 +124,11 @@ class DiscriminatorConfig:
     freeze_layers: int = 0             # train.py --freezed.
     resample_filter: Tuple[int, ...] = (1, 3, 3, 1)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DiscriminatorConfig":
-        d = dict(d)
-        if "resample_filter" in d and d["resample_filter"] is not None:
-            d["resample_filter"] = tuple(d["resample_filter"])
-        return cls(**d)
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """StyleGAN2Loss settings (REFERENCE.md §4.3)."""
+    """StyleGAN2Loss settings (Alias-Free GAN Appendix F and F.2; docs/PAPER.md)."""
 
     r1_gamma: float = 2.0              # train.py --gamma (required); see recommended_gamma().
     style_mixing_prob: float = 0.0     # 0.9 for stylegan2.
@@ -184,7 +182,7 @@ class Preset:
     g_channel_scale: int = 1           # G's channel_base/max = scale x --cbase/--cmax (-r: 2).
 
 
-_SRC = "NVlabs/stylegan3 @ c233a91 train.py --cfg={} (shared/REFERENCE.md §1.9, §4.1)"
+_SRC = "NVlabs/stylegan3 @ c233a91 train.py --cfg={} (docs/PAPER.md)"
 _BETA32 = magnitude_ema_beta_for_batch(32)
 
 # The preset table. One entry per official --cfg; values are train.py defaults at batch 32.

@@ -1,7 +1,7 @@
 """``make demo``: train a tiny StyleGAN3-T on a bundled image set for a few minutes.
 
 The data are random 32x32 crops of photographs that ship inside the scikit-image wheel (see
-:mod:`sg3keras.demo_data` for the images and their licences), written in the official dataset
+:mod:`sg3keras.data.demo` for the images and their licences), written in the official dataset
 format. The run uses the real training loop (``sg3keras train``) with a small network, then writes
 a before/after sample grid, a ``.keras`` snapshot and TensorBoard logs.
 """
@@ -22,7 +22,7 @@ def run_demo(outdir="out", minutes=4.0, resolution=32, kimg_per_minute=None, log
     """Build the demo data set, train for about ``minutes``, report through ``log``.
 
     Returns the run directory."""
-    from sg3keras.demo_data import make_demo_dataset
+    from sg3keras.data.demo import make_demo_dataset
     from sg3keras.training.loop import TrainOptions, train
 
     os.makedirs(outdir, exist_ok=True)

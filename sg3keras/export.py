@@ -2,7 +2,8 @@
 
 The SavedModel is plain TensorFlow: the generator is rebuilt with the reference
 ``filtered_lrelu`` (``impl="ref"``) so that no XLA-compiled function (``jit_compile=True``, see
-:mod:`sg3keras.ops.xla`) ends up in the graph (TF-NOTES.md §6), and its weights are copied.
+:mod:`sg3keras.ops.xla`) ends up in the graph (XLA ops in a SavedModel fail in TF Serving on
+GPU), and its weights are copied.
 Signatures (batch size dynamic everywhere; ``[c]`` only for conditional networks):
 
 * ``serving_default``: ``z`` f32 [N, z_dim], ``truncation_psi`` f32 scalar or [N] [, ``c`` f32
@@ -427,7 +428,7 @@ def export_network(network_path, outdir, name, version=None, fmt="savedmodel"):
 
     ``savedmodel`` -> ``outdir/name/<version>/``; ``keras`` -> ``outdir/name.keras``; ``onnx``
     -> ``outdir/name.onnx`` (``version`` only applies to ``savedmodel``). Returns the path."""
-    from sg3keras.networks import load_network
+    from sg3keras.inference.networks import load_network
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: expected one of {list(FORMATS)}")
     _check_name(name)

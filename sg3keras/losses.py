@@ -1,4 +1,5 @@
-"""The StyleGAN2/3 GAN losses as pure functions returning per-sample tensors (REFERENCE.md §4.3).
+"""The StyleGAN2/3 GAN losses as pure functions returning per-sample tensors (Alias-Free GAN
+Appendix F; StyleGAN2 §3; docs/PAPER.md).
 
 The training step owns the outer tapes and optimisers; the functions here never step anything.
 Naming follows TF-GAN (``nonsaturating_generator_loss``, ``r1_penalty``, ...).
@@ -12,7 +13,7 @@ Naming follows TF-GAN (``nonsaturating_generator_loss``, ``r1_penalty``, ...).
 
 Input gradients (R1, path length) are not expressible with ``keras.ops``: they are computed
 with a backend tape, ``tf.GradientTape`` under TensorFlow (nested tapes work inside a compiled
-``train_step``; TF-NOTES.md §3) and ``jax.vjp`` under JAX. Other backends raise.
+``train_step``) and ``jax.vjp`` under JAX. Other backends raise.
 """
 
 import math
@@ -92,7 +93,7 @@ def r1_penalty(d_fn, real_images, c=None):
 
 
 def path_length_penalty(synthesis_fn, ws, pl_mean, pl_decay=0.01, noise=None, seed=None):
-    """StyleGAN2 path-length penalty ``(|J_w^T y| - a)^2`` per sample (REFERENCE.md §4.3).
+    """StyleGAN2 path-length penalty ``(|J_w^T y| - a)^2`` per sample (StyleGAN2 §3.2).
 
     Steps:
     1. ``img = synthesis_fn(ws)``; ``y = noise`` or ``N(0, 1) / sqrt(H * W)`` of ``img``'s shape.
@@ -141,7 +142,8 @@ def path_length_penalty(synthesis_fn, ws, pl_mean, pl_decay=0.01, noise=None, se
 
 
 def blur_sigma(cur_nimg, blur_init_sigma, blur_fade_kimg):
-    """Blur "sigma" of the D input at ``cur_nimg`` (paper Appendix D.2, config R): a linear fade
+    """Blur "sigma" of the D input at ``cur_nimg`` (Alias-Free GAN Appendix F.2, "Training of
+    config R"): a linear fade
     ``max(1 - cur_nimg / (blur_fade_kimg * 1e3), 0) * blur_init_sigma``; 0 when
     ``blur_fade_kimg <= 0`` or ``blur_init_sigma <= 0``.
 

@@ -1,16 +1,15 @@
-"""Small shared helpers: atomic file writes, seed parsing, image conversion."""
+"""Small shared helpers: atomic file writes, official latents from seeds, image conversion
+and grids, time formatting."""
 
 import contextlib
 import json
 import os
-import re
 import tempfile
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "parse_range",
-           "parse_vec2", "to_uint8", "format_time", "z_from_seed", "save_png", "make_grid",
-           "save_keras_atomic"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "to_uint8", "format_time",
+           "z_from_seed", "save_png", "make_grid", "save_keras_atomic"]
 
 
 @contextlib.contextmanager
@@ -48,41 +47,6 @@ def atomic_write_json(path, obj):
     with atomic_write(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True)
         f.write("\n")
-
-
-def parse_range(s, what="--seeds"):
-    """Parse ``'0-3,7,10-11'`` into ``[0, 1, 2, 3, 7, 10, 11]`` (official gen_images syntax)."""
-    if isinstance(s, (list, tuple)):
-        return [int(v) for v in s]
-    out = []
-    for part in str(s).split(","):
-        part = part.strip()
-        m = re.fullmatch(r"(\d+)-(\d+)", part)
-        if m:
-            lo, hi = int(m.group(1)), int(m.group(2))
-            if hi < lo:
-                raise ValueError(f"{what}: range {part!r} is empty (end < start)")
-            out.extend(range(lo, hi + 1))
-        elif re.fullmatch(r"\d+", part):
-            out.append(int(part))
-        else:
-            raise ValueError(f"{what}: cannot parse {part!r}; expected e.g. '0-3,7'")
-    return out
-
-
-def parse_vec2(s, what="--translate"):
-    """Parse ``'0.1,-0.2'`` into ``(0.1, -0.2)``."""
-    if isinstance(s, (list, tuple)):
-        if len(s) != 2:
-            raise ValueError(f"{what}: expected two numbers, got {s!r}")
-        return float(s[0]), float(s[1])
-    parts = str(s).split(",")
-    if len(parts) != 2:
-        raise ValueError(f"{what}: expected 'x,y', got {s!r}")
-    try:
-        return float(parts[0]), float(parts[1])
-    except ValueError:
-        raise ValueError(f"{what}: expected two numbers 'x,y', got {s!r}") from None
 
 
 def z_from_seed(seed, z_dim):

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from refdata import load_json, load_npz, nchw_to_nhwc
-from sg3keras.augment import AUGPIPE_SPECS, WAVELETS, AugmentPipe
+from sg3keras.training.augment import AUGPIPE_SPECS, WAVELETS, AugmentPipe
 from sg3keras.ops.grid_sample import grid_sample
 from sg3keras.ops.upfirdn2d import downsample2d, upsample2d
 
@@ -123,7 +123,7 @@ _DISTRIBUTED_SCRIPT = r"""
 import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from sg3keras.augment import AUGPIPE_SPECS, AugmentPipe
+from sg3keras.training.augment import AUGPIPE_SPECS, AugmentPipe
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
     pipe = AugmentPipe(**AUGPIPE_SPECS["bgc"], seed=3)

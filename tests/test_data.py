@@ -1,4 +1,4 @@
-"""Tests for sg3keras.dataset_tool (official dataset writer), sg3keras.data and sg3keras.demo_data.
+"""Tests for sg3keras.data.dataset_tool (official dataset writer), sg3keras.data and sg3keras.data.demo.
 
 Oracles: hand-written pixel arrays and labels, PIL's own resize, slicing arithmetic worked out by
 hand for the crop geometry, and numpy float32 for the uint8 -> [-1, 1] mapping.
@@ -13,7 +13,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from sg3keras.dataset_tool import DatasetError, convert_dataset
+from sg3keras.data.dataset_tool import DatasetError, convert_dataset
 
 LANCZOS = PIL.Image.Resampling.LANCZOS
 
@@ -372,7 +372,7 @@ def test_tf_dataset_start_batch_resumes_exactly(tagged_sets):
 def test_demo_dataset_builds_and_is_valid(tmp_path):
     # Needs scikit-image (bundled photos); a missing dependency must fail, not skip.
     from sg3keras.data import ImageDataset
-    from sg3keras.demo_data import DEMO_IMAGES, make_demo_dataset
+    from sg3keras.data.demo import DEMO_IMAGES, make_demo_dataset
     s = make_demo_dataset(tmp_path / "demo.zip", resolution=32, num_images=48, seed=0)
     assert s["num_images"] == 48
     ds = ImageDataset(tmp_path / "demo.zip")

@@ -145,7 +145,7 @@ def _requests_for(alias, G, rng):
     rows = np.concatenate([_uint8(G(z[i:i + 1], c=None if c is None else c[i:i + 1],
                                     truncation_psi=float(p))) for i, p in enumerate(psis)])
     add("serving_default#rows", {"images": rows}, z=z, truncation_psi=psis)
-    from sg3keras.generate import generate_images
+    from sg3keras.inference.generate import generate_images
     seeds = SEEDS[:4] if not cond else SEEDS[:3]
     if cond:    # the signature takes one-hot c; generate_images takes one class per call
         want_seeds = np.concatenate([generate_images(G, [s], 0.7, class_idx=labels[i])
@@ -276,7 +276,7 @@ def test_bad_input_errors_name_the_input(exported, alias):
 
 @pytest.mark.parametrize("name", ["request_rows", "request_columns"])
 def test_documented_rest_bodies(exported, name):
-    from sg3keras.generate import generate_images
+    from sg3keras.inference.generate import generate_images
     with open(os.path.join(SAVEDMODELS, name + ".json")) as f:
         body = json.load(f)
     sig = body["signature_name"]
@@ -344,7 +344,7 @@ def test_export_savedmodel_bad_arguments(exported, tmp_path, kwargs, exc, match)
 
 def test_export_network_bad_arguments(tmp_path):
     from sg3keras.export import export_network
-    from sg3keras.networks import NetworkLoadError
+    from sg3keras.inference.networks import NetworkLoadError
     with pytest.raises(ValueError, match="--format 'zip'"):
         export_network(PKL, tmp_path, "m", fmt="zip")
     with pytest.raises(ValueError, match="--version applies to --format savedmodel only"):
@@ -355,7 +355,7 @@ def test_export_network_bad_arguments(tmp_path):
 
 def test_export_keras_round_trip(exported, tmp_path):
     from sg3keras.export import export_keras, export_network
-    from sg3keras.networks import load_network
+    from sg3keras.inference.networks import load_network
     G = exported["nets"]["tc"]
     path = export_keras(G, tmp_path / "tc.keras")
     assert os.listdir(tmp_path) == ["tc.keras"]

@@ -15,16 +15,18 @@ PKG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 
 # Floor of each sub-package / module; a module may import only from floors <= its own.
 FLOORS = {
-    "utils": 0, "config": 0, "ops": 1, "dataset_tool": 1, "demo_data": 1, "data": 1,
-    "layers": 2, "losses": 2, "augment": 2,
+    "utils": 0, "config": 0, "ops": 1, "data": 1,
+    "layers": 2, "losses": 2,
     "models": 3,
-    "convert": 4, "networks": 5, "generate": 5, "training": 5, "metrics": 5, "export": 6,
+    "convert": 4, "inference": 5, "training": 5, "metrics": 5, "export": 6,
     "tools": 6, "demo": 7, "cli": 8,
 }
 # Backend-neutral code (runs under KERAS_BACKEND=jax): no TensorFlow except behind a backend
 # check. ``ops/xla.py`` is the named TensorFlow-only module of the ops.
-BACKEND_NEUTRAL = ("ops", "layers", "models", "losses", "augment", "convert")
+BACKEND_NEUTRAL = ("ops", "layers", "models", "losses", "convert")
 TF_ONLY = {"ops/xla.py"}
+# Augmentation runs under any backend too (it lives with the training code that uses it).
+BACKEND_NEUTRAL_MODULES = {"training/augment.py"}
 # TensorFlow-only metric modules: imported lazily, only on the TensorFlow backend.
 TF_ONLY_METRICS = {"metrics/distributed.py"}
 
@@ -147,7 +149,8 @@ def test_no_import_cycles():
 
 
 @pytest.mark.parametrize("rel,path", [m for m in MODULES
-                                      if m[0].split("/")[0].removesuffix(".py") in BACKEND_NEUTRAL])
+                                      if m[0].split("/")[0].removesuffix(".py") in BACKEND_NEUTRAL
+                                      or m[0] in BACKEND_NEUTRAL_MODULES])
 def test_backend_neutral_code_has_no_tensorflow(rel, path):
     if rel in TF_ONLY:
         return
@@ -167,3 +170,30 @@ def test_metrics_tensorflow_only_in_named_modules(rel, path):
     bad = [m for m, top, _ in _imports(rel, path) if top and (
         m == "tensorflow" or m.startswith("tensorflow.") or m in tf_only)]
     assert not bad, f"{rel} imports {bad} at module level; import TensorFlow-only code lazily"
+
+
+def test_package_top_is_small():
+    """At most six modules at the package top (besides ``__init__``); the rest live in
+    sub-packages that read like the paper and the official tree."""
+    top = sorted(f for f in os.listdir(PKG) if f.endswith(".py") and f != "__init__.py")
+    assert len(top) <= 6, top
+    assert {"cli.py", "losses.py", "config.py"} <= set(top)
+
+
+@pytest.mark.parametrize("old,new", [
+    ("sg3keras.augment", "sg3keras.training.augment"),
+    ("sg3keras.dataset_tool", "sg3keras.data.dataset_tool"),
+    ("sg3keras.demo_data", "sg3keras.data.demo"),
+    ("sg3keras.networks", "sg3keras.inference.networks"),
+    ("sg3keras.generate", "sg3keras.inference.generate")])
+def test_moved_modules_import_from_the_old_path_with_a_warning(old, new):
+    import importlib
+    import sys
+    import warnings
+    sys.modules.pop(old, None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mod = importlib.import_module(old)
+    assert mod is importlib.import_module(new)
+    assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message)
+               for w in caught)

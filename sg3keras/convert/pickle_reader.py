@@ -4,7 +4,7 @@ An official snapshot (``network-snapshot-*.pkl``) is a plain pickle of
 ``dict(G, D, G_ema, augment_pipe, training_set_kwargs)`` in which every network module is a
 ``torch_utils.persistence`` object (its defining source text plus its ``__dict__``) and every tensor
 is a ``torch._utils._rebuild_tensor_v2`` call over a storage given as a legacy ``torch.save`` byte
-stream (see REFERENCE.md section 7). This module decodes that format with a restricted unpickler:
+stream. This module decodes that format with a restricted unpickler:
 
 1. ``find_class`` resolves only an explicit allow-list; any other global raises
    :class:`UnsafePickleError` (nothing is imported, the embedded ``module_src`` is never executed).

@@ -1,4 +1,4 @@
-"""The discriminator's label mapping ``c -> cmap`` (REFERENCE.md §3, "Conditioning").
+"""The discriminator's label mapping ``c -> cmap`` (conditioning of the official StyleGAN2 D).
 
 The official conditional discriminator uses the StyleGAN2 ``MappingNetwork`` with ``z_dim=0``,
 ``num_ws=None`` and ``w_avg_beta=None``: no latent input, no broadcast, no truncation and no

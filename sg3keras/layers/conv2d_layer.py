@@ -1,4 +1,5 @@
-"""Convolution layer with equalized learning rate and FIR resampling (REFERENCE.md §3)."""
+"""Convolution layer with equalized learning rate and FIR resampling (the StyleGAN2
+discriminator's, kept by Alias-Free GAN, Appendix F)."""
 
 import math
 

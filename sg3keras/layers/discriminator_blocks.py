@@ -1,4 +1,5 @@
-"""Building blocks of the StyleGAN2 discriminator used by every official config (REFERENCE.md §3).
+"""Building blocks of the StyleGAN2 discriminator used by every official config (StyleGAN2 §4.1;
+unchanged in Alias-Free GAN, Appendix F).
 
 ``DiscriminatorBlock`` (one resolution, default residual), ``MinibatchStdLayer`` and the 4x4
 ``DiscriminatorEpilogue``. All NHWC; layer names follow the official modules (``fromrgb``,

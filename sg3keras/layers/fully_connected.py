@@ -1,4 +1,5 @@
-"""Fully-connected layer with equalized learning rate (StyleGAN3 flavour, REFERENCE.md §1.2)."""
+"""Fully-connected layer with equalized learning rate (StyleGAN3 flavour; Alias-Free GAN
+Appendix F)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The StyleGAN3 mapping network z (+ c) -> ws (REFERENCE.md §1.3)."""
+"""The StyleGAN3 mapping network z (+ c) -> ws (depth 2: Alias-Free GAN §3.1, config D)."""
 
 import keras
 from keras import ops

@@ -1,5 +1,5 @@
-"""Fourier-feature input of the StyleGAN3 synthesis network (Alias-Free GAN, Section 3.2 and
-Appendix F.1; REFERENCE.md §1.5)."""
+"""Fourier-feature input of the StyleGAN3 synthesis network (Alias-Free GAN, Sections 3.1-3.2 and
+Appendix F.1 "Transformed Fourier features"; docs/PAPER.md)."""
 
 import math
 

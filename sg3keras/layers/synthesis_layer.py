@@ -1,5 +1,5 @@
 """One StyleGAN3 synthesis layer: modulated conv + alias-free filtered leaky ReLU
-(Alias-Free GAN, Section 3 and Appendix C/F; REFERENCE.md §1.6)."""
+(Alias-Free GAN, Section 3, Appendices C, D and F.1; docs/PAPER.md)."""
 
 import math
 

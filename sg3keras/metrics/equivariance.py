@@ -7,9 +7,10 @@ over the valid pixels (peak-to-peak 2 for images in [-1, 1]). All images are NHW
 Operators (each returns ``(y, mask)``, both ``[N, H, W, C]`` float32; mask 1 = valid pixel):
 
 - :func:`apply_integer_translation` -- whole-pixel shift with zero fill (Appendix E.1, EQ-T).
-- :func:`apply_fractional_translation` -- sub-pixel shift with a separable Lanczos-a kernel.
+- :func:`apply_fractional_translation` -- sub-pixel shift with a separable Lanczos-a kernel
+  (Appendix E.2, EQ-T_frac).
 - :func:`apply_fractional_rotation` -- rotation by resampling a 4x upsampled, band-limited
-  image bilinearly (Appendix E.2, EQ-R reference).
+  image bilinearly (Appendix E.3, EQ-R reference).
 - :func:`apply_fractional_pseudo_rotation` -- the same band-limit filter without rotating,
   applied to ``G``'s rotated output so both sides see the same low-pass.
 
@@ -63,7 +64,7 @@ def lanczos_window(x, a):
 def construct_affine_bandlimit_filter(mat, a=3, amax=16, aflt=64, up=4, cutoff_in=1, cutoff_out=1):
     """2-D FIR filter band-limiting to both the input grid and the affinely mapped output grid.
 
-    Steps (Appendix E.2):
+    Steps (Appendix E.3, the filters h_R / h*_R):
         1. Sample positions ``u = k / up`` on a ``(2 aflt up - 1)``-point symmetric grid, for
            both axes; ``(xo, yo) = mat[:2, :2] @ (xi, yi)``.
         2. Ideal filter: circular convolution (FFT) of the input-aligned 2-D sinc

@@ -26,7 +26,7 @@ def evaluate(network, metric_names, data=None, mirror=False, num_samples=None, g
         detector_dir: directory holding the Inception / VGG16 detector files.
     """
     from sg3keras.metrics.registry import append_jsonl, calc_metric, is_valid_metric
-    from sg3keras.networks import load_network
+    from sg3keras.inference.networks import load_network
 
     bad = [m for m in metric_names if not is_valid_metric(m)]
     if bad:

@@ -3,7 +3,7 @@
 NumPy/SciPy only. The detectors that produce the features live in
 :mod:`sg3keras.metrics.detectors`; the protocols (how many samples, which real set) live in
 :mod:`sg3keras.metrics.registry`. Everything here follows the definitions used by the
-official StyleGAN3 metrics (REFERENCE.md section 5) so that numbers are comparable:
+official StyleGAN3 metrics (NVlabs ``metrics/``; docs/PAPER.md) so that numbers are comparable:
 
 - FID  (Heusel et al. 2017):  ``|mu_g - mu_r|^2 + tr(S_g + S_r - 2 (S_g S_r)^(1/2))``.
 - KID  (Binkowski et al. 2018): unbiased MMD^2 with the cubic polynomial kernel, averaged over

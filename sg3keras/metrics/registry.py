@@ -1,7 +1,7 @@
 """Metric registry: the official StyleGAN3 metric protocols by name, and their JSONL records.
 
-Names, sample counts and real-set sizes follow NVlabs ``metrics/metric_main.py`` (REFERENCE.md
-section 5) so numbers stay comparable with the paper:
+Names, sample counts and real-set sizes follow NVlabs ``metrics/metric_main.py`` (FID: Alias-Free
+GAN Figure 3 and Appendix F; EQ-T/EQ-R: Appendix E) so numbers stay comparable with the paper:
 
 ==============  =========================================================================
 fid50k_full     FID, all real images (no x-flip), 50k generated

@@ -1,4 +1,5 @@
-"""The StyleGAN2 residual discriminator used by every official config (REFERENCE.md §3)."""
+"""The StyleGAN2 residual discriminator used by every official config (StyleGAN2 §4.1;
+unchanged in Alias-Free GAN, Appendix F)."""
 
 import dataclasses
 

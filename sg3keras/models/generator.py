@@ -1,4 +1,5 @@
-"""The StyleGAN3 generator: mapping network + alias-free synthesis network (REFERENCE.md §1).
+"""The StyleGAN3 generator: mapping network + alias-free synthesis network (Alias-Free GAN
+Figure 4b; docs/PAPER.md).
 
 Symbols used throughout (Alias-Free GAN, Section 3): ``s`` sampling rate, ``f_c`` cutoff,
 ``f_t`` stopband, ``f_h`` transition half-width; see :mod:`sg3keras.models.schedule`.

@@ -1,4 +1,6 @@
-"""The StyleGAN3 frequency / channel schedule (Alias-Free GAN, Section 3.2 and Appendix F.2).
+"""The StyleGAN3 frequency / channel schedule (Alias-Free GAN, Section 3.2 "Flexible layer
+specifications (config T)", Appendix F.1 "Flexible layer specifications" and Appendix F.2
+"Generator capacity").
 
 One pure function, :func:`synthesis_schedule`, turns a :class:`GeneratorConfig` into plain
 numbers: the per-layer arrays and one :class:`LayerSpec` per synthesis layer. Layers only receive
@@ -95,7 +97,7 @@ class SynthesisSchedule:
 
 def _layer_geometry(in_size, out_size, in_s, out_s, is_torgb, conv_kernel, filter_size,
                     lrelu_upsampling):
-    """Resampling factors, filter taps and padding of one layer (Appendix D / F)."""
+    """Resampling factors, filter taps and padding of one layer (Appendix C.3, Appendix F.1)."""
     tmp_s = max(in_s, out_s) * (1 if is_torgb else lrelu_upsampling)
     kernel = 1 if is_torgb else conv_kernel
     up = int(np.rint(tmp_s / in_s))

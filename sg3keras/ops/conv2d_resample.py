@@ -1,6 +1,6 @@
 """2-D convolution with optional FIR up/downsampling (the official ``conv2d_resample``), NHWC.
 
-Reference semantics (REFERENCE.md §2.5): the requested ``padding`` is combined once with the
+Semantics of the official reference path: the requested ``padding`` is combined once with the
 padding the resampling filter needs, then the cheapest equivalent order is used:
 
 * ``down > 1`` (no up): filter ``f`` with the combined padding, then a strided "valid" conv

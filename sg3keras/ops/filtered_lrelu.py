@@ -1,6 +1,7 @@
 """Filtered leaky ReLU: the alias-free nonlinearity of StyleGAN3 (paper §3.2), NHWC.
 
-Two implementations behind one signature (REFERENCE.md §2.3):
+Two implementations behind one signature (Alias-Free GAN §2.1 "Nonlinearity", Appendix D;
+docs/PAPER.md):
 
 - ``impl="ref"``: the literal composition bias -> ``upfirdn2d(up, padding, gain=up**2)`` ->
   lrelu * gain -> clamp -> ``upfirdn2d(down)``. It materialises the zero-stuffed upsampled image.

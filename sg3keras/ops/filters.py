@@ -1,7 +1,8 @@
 """Host-side (NumPy/SciPy) filter construction, run once at layer construction time.
 
 - :func:`design_lowpass_filter` -- the Kaiser-windowed sinc (separable) or jinc (radial) low-pass
-  filters of the alias-free generator (StyleGAN3 paper, Appendix C / REFERENCE.md §1.7).
+  filters of the alias-free generator (Alias-Free GAN, Appendix C "Filter details", Eq. 4-12;
+  docs/PAPER.md).
 - :func:`setup_filter` -- normalise / flip / scale a user filter for :mod:`sg3keras.ops.upfirdn2d`.
 
 All outputs are float32 numpy arrays; 1-D = separable, 2-D ``[fh, fw]`` = full.

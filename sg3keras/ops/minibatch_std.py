@@ -1,8 +1,8 @@
 """Minibatch standard deviation (the discriminator epilogue's ``MinibatchStdLayer``), NHWC.
 
-REFERENCE.md §3: groups are *strided* -- with ``G = min(group_size, N)`` and ``n = N / G``, group
-``j`` holds samples ``{j, j + n, j + 2n, ...}`` (the group-member index is the outer axis of the
-batch reshape).
+The layer of Alias-Free GAN Appendix F, as in the official code: groups are *strided* -- with
+``G = min(group_size, N)`` and ``n = N / G``, group ``j`` holds samples ``{j, j + n, j + 2n, ...}``
+(the group-member index is the outer axis of the batch reshape).
 """
 
 from keras import ops

@@ -1,7 +1,9 @@
-"""Style-modulated convolution of StyleGAN3 (REFERENCE.md §2.4), NHWC, "unfused" form.
+"""Style-modulated convolution of StyleGAN3 (StyleGAN2 §2.2, weight demodulation; Alias-Free GAN
+Figure 4b; docs/PAPER.md), NHWC, "unfused" form.
 
 The official code builds per-sample weights ``W_n`` and runs one grouped convolution. Here the
-same linear map is computed as (TF-NOTES.md §5: fastest on CPU and under XLA, with gradients)
+same linear map is computed as (with gradients the fastest form on CPU, and the only one that
+stays fast under XLA, where the backward pass of a grouped convolution is very slow)
 ``y_n = d_n * conv(x_n * g_n * s_n, w)``, because ``conv(x, w * s_n * g) = conv(x * s_n * g, w)``
 for per-input-channel factors and the demodulation coefficient ``d_n`` is per output channel.
 """

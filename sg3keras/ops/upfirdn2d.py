@@ -1,6 +1,7 @@
 """Upsample, pad, FIR-filter and downsample 2-D images (the official ``upfirdn2d``), NHWC.
 
-Reference-path semantics (REFERENCE.md §2.2), per spatial axis:
+Semantics of the official reference path (Alias-Free GAN §2.1 "Upsampling and downsampling",
+Appendix C.3), per spatial axis:
 1. upsample by inserting ``up - 1`` zeros *after* every sample;
 2. pad ``[x0, x1, y0, y1]`` with zeros relative to the upsampled image (negative = crop);
 3. convolve ("valid") with ``f`` -- i.e. correlate with the flipped filter unless

@@ -67,28 +67,32 @@ def upscale(img, factor):
     return np.repeat(np.repeat(np.asarray(img), factor, axis=0), factor, axis=1)
 
 
+def _stack(images, axis, gap):
+    """Concatenate uint8 RGB images along ``axis`` (0: rows, 1: columns), aligned at the start
+    of the other axis, with ``gap`` grey pixels between."""
+    other = 1 - axis
+    size = [0, 0]
+    size[other] = max(im.shape[other] for im in images)
+    size[axis] = sum(im.shape[axis] for im in images) + gap * (len(images) - 1)
+    out = np.full(size + [3], _GAP, np.uint8)
+    pos = 0
+    for im in images:
+        idx = [slice(None), slice(None)]
+        idx[axis] = slice(pos, pos + im.shape[axis])
+        idx[other] = slice(0, im.shape[other])
+        out[tuple(idx)] = im
+        pos += im.shape[axis] + gap
+    return out
+
+
 def hstack(images, gap=4):
     """Place uint8 RGB images side by side (top-aligned) with ``gap`` grey px between."""
-    h = max(im.shape[0] for im in images)
-    w = sum(im.shape[1] for im in images) + gap * (len(images) - 1)
-    out = np.full([h, w, 3], _GAP, np.uint8)
-    x = 0
-    for im in images:
-        out[:im.shape[0], x:x + im.shape[1]] = im
-        x += im.shape[1] + gap
-    return out
+    return _stack(images, 1, gap)
 
 
 def vstack(images, gap=4):
     """Stack uint8 RGB images vertically (left-aligned) with ``gap`` grey px between."""
-    w = max(im.shape[1] for im in images)
-    h = sum(im.shape[0] for im in images) + gap * (len(images) - 1)
-    out = np.full([h, w, 3], _GAP, np.uint8)
-    y = 0
-    for im in images:
-        out[y:y + im.shape[0], :im.shape[1]] = im
-        y += im.shape[0] + gap
-    return out
+    return _stack(images, 0, gap)
 
 
 def _font(size):

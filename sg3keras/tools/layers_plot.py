@@ -1,4 +1,4 @@
-"""The StyleGAN3 per-layer frequency schedule as a plot (paper Figure 4, right) and a table.
+"""The StyleGAN3 per-layer frequency schedule as a plot (paper Figure 4c) and a table.
 
 Both read :func:`sg3keras.models.schedule.synthesis_schedule`, the single home of the formulas:
 cutoff ``f_c``, minimum stopband ``f_t``, sampling rate ``s``, transition half-width ``f_h``

@@ -1,4 +1,5 @@
-"""ADA: adaptive augmentation probability (Karras et al. 2020; REFERENCE.md §4.2).
+"""ADA: adaptive augmentation probability (Karras et al. 2020, §3 "Adaptive discriminator
+augmentation", Eq. 1; docs/PAPER.md).
 
 The overfitting heuristic ``r_t = E[sign(D(x_real))]`` is accumulated over every real-image
 discriminator evaluation since the previous adjustment; every ``interval`` iterations

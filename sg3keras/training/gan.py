@@ -52,7 +52,8 @@ _PH_GMAIN, _PH_GREG, _PH_DMAIN, _PH_DREG = 1, 2, 3, 4
 
 
 def ema_beta(cur_nimg, batch, ema_kimg, ema_rampup):
-    """G_ema decay of one iteration, float64 (paper Appendix D; official training loop).
+    """G_ema decay of one iteration, float64 (Alias-Free GAN Appendix F, Figure 16 "Moving
+    average"; official training loop).
 
     ``ema_nimg = ema_kimg * 1000``, during ramp-up ``min(ema_nimg, cur_nimg * ema_rampup)``;
     ``beta = 0.5 ** (batch / max(ema_nimg, 1e-8))``. ``cur_nimg`` counts the images *before*
@@ -93,7 +94,7 @@ class StyleGAN(keras.Model):
 
     Args:
         G, D, G_ema: generator, discriminator and the EMA copy of G (same architecture as G).
-        augment_pipe: optional :class:`sg3keras.augment.AugmentPipe` applied to every D input.
+        augment_pipe: optional :class:`sg3keras.training.augment.AugmentPipe` applied to every D input.
         loss_config: :class:`sg3keras.config.LossConfig` (gamma, blur, mixing, path length).
         train_config: :class:`sg3keras.config.TrainConfig` (global batch, ``batch_gpu`` rounds,
             EMA, lazy-reg intervals, ADA target/interval/speed).
@@ -607,6 +608,33 @@ class StyleGAN(keras.Model):
         given = tf.nest.map_structure(lambda t: tf.convert_to_tensor(t, tf.float32),
                                       inputs or {})
         return self._iteration_functions[key]((real_img, real_c), given)
+
+    def get_config(self):
+        """The trainer's structure: nested G / D / G_ema / augment pipe configs (no weights;
+        training state lives in checkpoints), the loss and train configs, labels and seed."""
+        import dataclasses
+        ser = keras.saving.serialize_keras_object
+        config = super().get_config()
+        config.update(G=ser(self.G), D=ser(self.D), G_ema=ser(self.G_ema),
+                      augment_pipe=None if self.augment_pipe is None else ser(self.augment_pipe),
+                      loss_config=dataclasses.asdict(self.loss_config),
+                      train_config=dataclasses.asdict(self.train_config),
+                      label_table=None if self.label_table is None else self.label_table.tolist(),
+                      seed=self.seed)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        des = keras.saving.deserialize_keras_object
+        for key in ("G", "D", "G_ema", "augment_pipe"):
+            if config.get(key) is not None:
+                config[key] = des(config[key])
+        config["loss_config"] = LossConfig(**config["loss_config"])
+        train = dict(config["train_config"])
+        train["betas"] = tuple(train["betas"])
+        config["train_config"] = TrainConfig(**train)
+        return cls(**config)
 
     def train_step(self, data):  # Used only if the phase dispatch is bypassed.
         return self._train_step(data, *self._due(0))

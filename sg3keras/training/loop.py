@@ -197,7 +197,7 @@ def build_gan(cfg, dataset, strategy, seed=0, impl="fast"):
         D = Discriminator(d_cfg, name="D")
         augment_pipe = None
         if train_cfg.aug != "noaug":
-            from sg3keras.augment import AUGPIPE_SPECS, AugmentPipe
+            from sg3keras.training.augment import AUGPIPE_SPECS, AugmentPipe
             augment_pipe = AugmentPipe(**AUGPIPE_SPECS[train_cfg.augpipe], name="augment_pipe")
             augment_pipe.build((None, g_cfg.img_resolution, g_cfg.img_resolution,
                                 g_cfg.img_channels))

@@ -1,6 +1,6 @@
 """Write image datasets in the official StyleGAN2-ADA / StyleGAN3 dataset format (no TensorFlow).
 
-The format (REFERENCE.md §8, ``dataset_tool.py``) is a ZIP archive (``ZIP_STORED``) or a directory
+The format (official ``dataset_tool.py``) is a ZIP archive (``ZIP_STORED``) or a directory
 holding uncompressed PNGs (``compress_level=0``) named ``{idx//1000:05d}/img{idx:08d}.png`` plus a
 ``dataset.json`` file ``{"labels": [[relpath, label], ...]}``, or ``{"labels": null}`` unless every
 image has a label. All images share one square, power-of-two size with 1 ('L') or 3 ('RGB')

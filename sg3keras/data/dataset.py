@@ -1,6 +1,6 @@
 """Read official-format image datasets (ZIP or folder) as numpy arrays and as ``tf.data`` pipelines.
 
-:class:`ImageDataset` mirrors the official ``ImageFolderDataset`` (REFERENCE.md §4.2, §5, §8):
+:class:`ImageDataset` mirrors the official ``ImageFolderDataset``:
 
 * images are the files with an image extension, sorted by relative path; ``dataset.json``
   labels (``{"labels": [[relpath, label], ...]}``) become one-hot float32 vectors for integer
@@ -34,7 +34,7 @@ from typing import Iterator, Optional
 import numpy as np
 import tensorflow as tf
 
-from sg3keras.dataset_tool import (
+from sg3keras.data.dataset_tool import (
     MODE_CHANNELS,
     CorruptImageError,
     DatasetError,
@@ -121,7 +121,7 @@ class ImageDataset:
             where = self.source.where(name)
             if w != h or not is_power_of_two(w):
                 raise DatasetError(f"{where}: image is {w}x{h}; expected a square power-of-two "
-                                   "size (re-create the dataset with sg3keras.dataset_tool)")
+                                   "size (re-create the dataset with sg3keras.data.dataset_tool)")
             attrs = (w, MODE_CHANNELS[mode])
             if first is None:
                 first = attrs

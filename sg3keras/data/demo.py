@@ -2,7 +2,7 @@
 
 ``make_demo_dataset`` takes deterministic random square crops of a few bundled photographs,
 resizes each with PIL LANCZOS to ``resolution`` and writes them in the official dataset format
-(:class:`sg3keras.dataset_tool.DatasetWriter`), optionally labelled with the index of the source
+(:class:`sg3keras.data.dataset_tool.DatasetWriter`), optionally labelled with the index of the source
 photograph (a conditional demo with ``len(DEMO_IMAGES)`` classes).
 
 Images used (``skimage.data``, bundled in the scikit-image wheel; licences as stated in the
@@ -29,7 +29,7 @@ from typing import Optional
 import numpy as np
 import PIL.Image
 
-from sg3keras.dataset_tool import DatasetError, DatasetWriter, is_power_of_two
+from sg3keras.data.dataset_tool import DatasetError, DatasetWriter, is_power_of_two
 
 __all__ = ["DEMO_IMAGES", "load_demo_photos", "make_demo_dataset"]
 

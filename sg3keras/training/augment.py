@@ -1,5 +1,5 @@
 """ADA augmentation pipeline (Karras et al. 2020, "Training Generative Adversarial Networks with
-Limited Data", Appendix B; REFERENCE.md §4.4), NHWC, with parity to the official ``AugmentPipe``.
+Limited Data", §2.1-2.2; docs/PAPER.md), NHWC, with parity to the official ``AugmentPipe``.
 
 Per sample, every enabled augmentation fires with probability ``multiplier * p`` (``p`` is a
 non-trainable weight the ADA controller adjusts). Groups, in order:
@@ -18,8 +18,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from .ops.grid_sample import bilinear_sample
-from .ops.upfirdn2d import downsample2d, upsample2d
+from sg3keras.ops.grid_sample import bilinear_sample
+from sg3keras.ops.upfirdn2d import downsample2d, upsample2d
 
 __all__ = ["AugmentPipe", "AUGPIPE_SPECS", "WAVELETS", "wavelet_filter_bank"]
 

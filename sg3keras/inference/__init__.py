@@ -1,0 +1,22 @@
+"""Running a trained network: load it from any source, and generate images.
+
+* :mod:`sg3keras.inference.networks`: :func:`load_network` (``.keras``, official ``.pkl``, or a
+  training run directory);
+* :mod:`sg3keras.inference.generate`: :func:`generate_images` / :func:`write_images`
+  (``gen_images.py`` semantics).
+"""
+
+import importlib
+
+_EXPORTS = {"load_network": "sg3keras.inference.networks",
+            "NetworkLoadError": "sg3keras.inference.networks",
+            "generate_images": "sg3keras.inference.generate",
+            "write_images": "sg3keras.inference.generate"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'sg3keras.inference' has no attribute {name!r}")
