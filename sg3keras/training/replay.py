@@ -368,6 +368,13 @@ def compare(got, case_dir):
             return None
         return ref, val
 
+    def pairs(keys):
+        """``(key, reference, ours)`` for every key that is present and well-shaped."""
+        for key in keys:
+            p = pair(key)
+            if p is not None:
+                yield (key,) + p
+
     def rel_err(ref, val):
         """``max|val - ref| / max|ref|`` (per tensor)."""
         return float(np.max(np.abs(val - ref)) / max(np.max(np.abs(ref)), 1e-30)) \
@@ -424,11 +431,7 @@ def compare(got, case_dir):
             continue
         n_in = n_all = 0
         worst_abs = 0.0
-        for key in keys:
-            p = pair(key)
-            if p is None:
-                continue
-            ref, val = p
+        for key, ref, val in pairs(keys):
             d = np.abs(val - ref)
             n_in += int(np.sum(d <= 1e-6 + _ulp(ref)))
             n_all += d.size
@@ -500,11 +503,7 @@ def compare(got, case_dir):
     for net in ("G", "D", "G_ema"):
         keys = [k for k in exp if k.startswith(f"final/{net}/")]
         worst_rel, n_in, n_all = 0.0, 0, 0
-        for key in keys:
-            p = pair(key)
-            if p is None:
-                continue
-            ref, val = p
+        for key, ref, val in pairs(keys):
             d = np.abs(val - ref)
             rel = rel_err(ref, val)
             worst_rel = max(worst_rel, rel)
