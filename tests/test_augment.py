@@ -145,6 +145,7 @@ print("replica_diff", float(np.abs(g[0] - g[1]).max()))
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_replicas_draw_independently():
     # Two replicas get identical images; their augmentations (hence gradients) must differ.
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

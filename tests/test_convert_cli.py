@@ -15,6 +15,8 @@ import pytest
 
 import refdata
 
+pytestmark = pytest.mark.slow   # Subprocess CLI runs: `make test` only.
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PKL = refdata.path("pickle", "network-snapshot-tiny.pkl")
 CLI = [sys.executable, "-m", "sg3keras.cli"]

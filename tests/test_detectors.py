@@ -82,6 +82,7 @@ def inception_pair(tmp_path_factory):
     return scripted, det
 
 
+@pytest.mark.slow
 @needs_fid_helper
 @pytest.mark.parametrize("shape", [(2, 64, 64), (2, 256, 256), (1, 299, 299), (1, 100, 37)])
 def test_inception_matches_torchscript(inception_pair, shape):

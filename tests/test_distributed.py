@@ -16,6 +16,8 @@ import tensorflow as tf
 
 import multiworker as mw
 
+pytestmark = pytest.mark.slow   # Multi-process / fresh-process / subprocess: `make test` only.
+
 SCRIPT = os.path.join(mw.ROOT, "tests", "scripts", "dist_train.py")
 ENV = mw.ENV
 

@@ -13,6 +13,8 @@ import sys
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow   # Multi-process / fresh-process / subprocess: `make test` only.
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PKL = os.path.join(HERE, "reference", "pickle", "network-snapshot-tiny.pkl")

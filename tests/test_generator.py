@@ -148,6 +148,7 @@ def test_default_impl_is_fast():
     assert {layer.impl for layer in g.synthesis.synthesis_layers} == {"fast"}
 
 
+@pytest.mark.slow
 def test_jax_backend_parity_subprocess():
     script = os.path.join(os.path.dirname(__file__), "generator_parity_script.py")
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",

@@ -59,6 +59,7 @@ def test_discriminator_weight_init_and_logits():
     assert np.all(np.isfinite(logits)) and np.abs(logits).max() < 100
 
 
+@pytest.mark.slow
 def test_mixed_bfloat16_generator_runs_and_tracks_fp32():
     """``mixed_bfloat16`` (a global policy, hence a subprocess): float32 images close to fp32."""
     import os

@@ -11,6 +11,8 @@ import pytest
 
 from train_fixtures import tiny_options, write_tiny_dataset
 
+pytestmark = pytest.mark.slow   # Multi-process / fresh-process / subprocess: `make test` only.
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = [sys.executable, "-m", "sg3keras.cli"]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", SG3KERAS_CACHE_DIR="")

@@ -149,6 +149,7 @@ print("MAXERR", float(np.abs(np.asarray(y) - nchw_to_nhwc(d[n + "/y"])).max()))
 """
 
 
+@pytest.mark.slow
 def test_fast_path_runs_under_jax_backend():
     pytest.importorskip("jax")
     here = os.path.dirname(os.path.abspath(__file__))

@@ -42,6 +42,7 @@ def test_bundled_case_is_present():
     assert "sg3t_32" in CASES, "tests/reference/train/sg3t_32 is missing (copy it from shared/)"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_replay_matches_official_training_loop(name):
     from sg3keras.training.replay import compare, replay
@@ -53,6 +54,7 @@ def test_replay_matches_official_training_loop(name):
     assert measured["loss_mean_max_abs_diff_iteration0"] < 1e-6
 
 
+@pytest.mark.slow
 def test_replay_cli_with_reference_ops(tmp_path):
     """The documented entry point, with the reference filtered_lrelu, exits 0 under --compare."""
     out = tmp_path / "out.npz"
@@ -143,6 +145,7 @@ def sg2_replayed(sg2_case):
     return replay(sg2_case)
 
 
+@pytest.mark.slow
 def test_stylegan2_case_runs_every_phase_with_recorded_draws(sg2_case, sg2_replayed):
     out = sg2_replayed
     assert list(out["schedule/it0/phases"]) == ["Gmain", "Greg", "Dmain", "Dreg"]
@@ -170,6 +173,7 @@ def test_stylegan2_case_runs_every_phase_with_recorded_draws(sg2_case, sg2_repla
                                   out["stats/it0/Dmain/Loss/scores/real"])
 
 
+@pytest.mark.slow
 def test_stylegan2_case_is_deterministic(sg2_case, sg2_replayed):
     from sg3keras.training.replay import replay
     again = replay(sg2_case)
@@ -205,6 +209,7 @@ def _sg3r_case(d, cur_nimg, iterations=2):
     return _write_case(d, config, init, inputs)
 
 
+@pytest.mark.slow
 def test_stylegan3r_case_mid_fade_schedules(tmp_path):
     """blur_sigma and ema_beta follow the official formulas (computed here in float64) from a
     start in the middle of the fade; Dreg runs exactly when batch_idx % 16 == 0."""

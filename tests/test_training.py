@@ -42,6 +42,7 @@ def _build(**kw):
                      seed=1, impl="ref")
 
 
+@pytest.mark.slow
 def test_fit_runs_every_phase_and_updates_state():
     gan = _build()
     G0 = [np.array(v) for v in gan.G.trainable_variables]
@@ -83,6 +84,7 @@ def test_dynamic_blur_matches_fixed_kernel():
         np.testing.assert_allclose(np.asarray(got), np.asarray(blur_images(x, sigma)), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_stylegan2_path_length_and_style_mixing_step():
     gan = _build(cfg="stylegan2")
     assert gan.loss_config.pl_weight == 2 and gan.loss_config.style_mixing_prob == 0.9
@@ -112,6 +114,7 @@ def _max_diff(a_vars, b_vars):
     return max(float(np.abs(np.array(a) - np.array(b)).max()) for a, b in zip(a_vars, b_vars))
 
 
+@pytest.mark.slow
 def test_batch_gpu_accumulation_matches_one_pass():
     """Global batch 8 in 2 rounds of 4 == one pass of 8, up to float rounding, after 2 steps
     with every phase (d_reg_interval 1: Dreg runs at both steps, one compiled step function
@@ -143,6 +146,7 @@ def test_batch_gpu_accumulation_matches_one_pass():
     assert _max_diff(D0, acc.D.trainable_variables) > 1e-3
 
 
+@pytest.mark.slow
 def test_batch_gpu_stylegan2_path_length_per_round():
     """Greg in rounds of batch_gpu // pl_batch_shrink samples; pl_mean moves once per round."""
     gan = _accum_gan(4, cfg="stylegan2")
@@ -154,6 +158,7 @@ def test_batch_gpu_stylegan2_path_length_per_round():
     assert all(np.all(np.isfinite(np.array(v))) for v in gan.G.trainable_variables)
 
 
+@pytest.mark.slow
 def test_ada_raises_p_and_resume_keeps_it(data, tmp_path):
     """Issue 6: a tiny model on a small set sees p rise; a resumed run continues with that p."""
     from sg3keras.training.checkpoint import latest_checkpoint
@@ -265,6 +270,7 @@ def _tensorboard_tags(logdir):
     return tags
 
 
+@pytest.mark.slow
 def test_snapshot_loads_and_generates(data, tmp_path):
     """A snapshot written by training is a .keras G_ema that `sg3keras generate` can use."""
     from sg3keras.training.loop import train
@@ -279,6 +285,7 @@ def test_snapshot_loads_and_generates(data, tmp_path):
         assert Image.open(tmp_path / "gen" / f"seed{s:04d}.png").size == (16, 16)
 
 
+@pytest.mark.slow
 def test_divergence_stops_and_keeps_last_good_checkpoint(data, tmp_path):
     """Through the CLI: a NaN/Inf loss ends the run with one clear line (no traceback), and
     whatever checkpoint was saved is finite."""
@@ -314,6 +321,7 @@ def test_cli_dry_run_prints_resolved_config(data):
     assert not os.path.exists("/nonexistent/never-created")
 
 
+@pytest.mark.slow
 def test_cli_batch_gpu_dry_run_and_errors(data):
     base = CLI + ["train", "--outdir", "/nonexistent/never-created", "--cfg", "stylegan3-t",
                   "--data", data, "--gpus", "1", "--batch", "8", "--gamma", "1", "--dry-run"]
@@ -330,6 +338,7 @@ def test_cli_batch_gpu_dry_run_and_errors(data):
     assert "--batch-gpu=3" in r.stderr and "--batch=8" in r.stderr, r.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_cli_train_errors(data, tmp_path):
     r = subprocess.run(CLI + ["train", "--outdir", str(tmp_path), "--cfg", "stylegan3-t"],
                        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)

@@ -21,6 +21,8 @@ import tensorflow as tf
 import multiworker as mw
 from sg3keras.training import compat
 
+pytestmark = pytest.mark.slow   # Multi-process / fresh-process / subprocess: `make test` only.
+
 SHIMS_SCRIPT = os.path.join(mw.ROOT, "tests", "scripts", "mwms_shims.py")
 
 
