@@ -366,7 +366,9 @@ def spectra(data, network, num, outdir, name, seed, beta, interp):
 
 
 @main.command()
-@click.option("--cfg", type=click.Choice(["stylegan3-t", "stylegan3-r"]), default="stylegan3-t")
+@click.option("--cfg", type=click.Choice(sorted(n for n, p in PRESETS.items()
+                                                  if p.generator.family == "stylegan3")),
+              default=_TRAIN("cfg"), show_default=True)
 @click.option("--resolution", type=int, default=1024, show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="PNG plot")
 def layers(cfg, resolution, output):

@@ -9,6 +9,7 @@ from keras import ops
 from sg3keras.config import DiscriminatorConfig, resolve_preset
 from sg3keras.layers.cmap import ConditioningMapping
 from sg3keras.layers.discriminator_blocks import DiscriminatorBlock, DiscriminatorEpilogue
+from sg3keras.models._serialization import ConfigSerialization
 
 __all__ = ["Discriminator"]
 
@@ -18,7 +19,7 @@ def _channels(config: DiscriminatorConfig, res: int) -> int:
 
 
 @keras.saving.register_keras_serializable(package="sg3keras")
-class Discriminator(keras.Model):
+class Discriminator(ConfigSerialization, keras.Model):
     """Image (+ label) -> realness logit, NHWC.
 
     Blocks ``b{R}, b{R/2}, ..., b8`` (``DiscriminatorBlock``, residual by default) with
@@ -43,6 +44,8 @@ class Discriminator(keras.Model):
         ...                               channel_max=32)
         >>> logits = D(keras.random.normal([4, 32, 32, 3]))
     """
+
+    _config_attrs = ("metadata",)
 
     def __init__(self, config=None, metadata=None, **kwargs):
         kwargs.setdefault("name", "discriminator")
@@ -130,13 +133,3 @@ class Discriminator(keras.Model):
                              f"{sorted(unknown)}; "
                              f"expected some of {sorted(fields)}")
         return cls(dataclasses.replace(config, **overrides))
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(config=self.config.to_dict(), metadata=self.metadata)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        return cls(DiscriminatorConfig.from_dict(config.pop("config")), **config)

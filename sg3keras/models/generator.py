@@ -15,6 +15,7 @@ from sg3keras.config import GeneratorConfig, resolve_preset
 from sg3keras.layers.mapping import MappingNetwork
 from sg3keras.layers.synthesis_input import SynthesisInput
 from sg3keras.layers.synthesis_layer import SynthesisLayer
+from sg3keras.models._serialization import ConfigSerialization
 from sg3keras.models.schedule import synthesis_schedule
 from sg3keras.ops.misc import assert_shape
 
@@ -42,7 +43,7 @@ def _as_config(config):
 
 
 @keras.saving.register_keras_serializable(package="sg3keras")
-class SynthesisNetwork(keras.layers.Layer):
+class SynthesisNetwork(ConfigSerialization, keras.layers.Layer):
     """Fourier-feature input followed by ``num_layers + 1`` synthesis layers and output scale.
 
     Args:
@@ -57,6 +58,8 @@ class SynthesisNetwork(keras.layers.Layer):
 
     Returns images ``[N, R, R, img_channels]`` (float32, x ``output_scale``, unclamped).
     """
+
+    _config_attrs = ("impl", "seed")
 
     def __init__(self, config, impl="fast", seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -101,14 +104,9 @@ class SynthesisNetwork(keras.layers.Layer):
         r = self.config.img_resolution
         return (ws_shape[0], r, r, self.config.img_channels)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(config=self.config.to_dict(), impl=self.impl, seed=self.seed)
-        return config
-
 
 @keras.saving.register_keras_serializable(package="sg3keras")
-class Generator(keras.Model):
+class Generator(ConfigSerialization, keras.Model):
     """StyleGAN3 generator ``G(z, c) -> images`` (NHWC, float32).
 
     Args:
@@ -131,6 +129,8 @@ class Generator(keras.Model):
 
     Reference: Karras et al., "Alias-Free Generative Adversarial Networks", NeurIPS 2021.
     """
+
+    _config_attrs = ("impl", "seed", "metadata")
 
     def __init__(self, config, impl="fast", seed=None, metadata=None, **kwargs):
         kwargs.setdefault("name", "generator")
@@ -186,13 +186,3 @@ class Generator(keras.Model):
 
     def compute_output_shape(self, z_shape, *args, **kwargs):
         return (z_shape[0], self.img_resolution, self.img_resolution, self.img_channels)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(config=self.config.to_dict(), impl=self.impl, seed=self.seed,
-                      metadata=self.metadata)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

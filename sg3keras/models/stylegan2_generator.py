@@ -10,6 +10,7 @@ from keras import ops
 from sg3keras.config import GeneratorConfig, resolve_preset
 from sg3keras.layers.mapping import MappingNetwork
 from sg3keras.layers.stylegan2_synthesis import NOISE_MODES, SynthesisBlock2
+from sg3keras.models._serialization import ConfigSerialization
 from sg3keras.ops.misc import assert_shape
 
 __all__ = ["SynthesisNetwork2", "StyleGAN2Generator"]
@@ -29,7 +30,7 @@ def _as_config(config):
 
 
 @keras.saving.register_keras_serializable(package="sg3keras")
-class SynthesisNetwork2(keras.layers.Layer):
+class SynthesisNetwork2(ConfigSerialization, keras.layers.Layer):
     """Blocks ``b4, b8, ..., bR`` with ``channels(res) = min(channel_base // res, channel_max)``.
 
     Block ``b{res}`` reads ``ws[:, i : i + num_conv + num_torgb]`` and the next block starts at
@@ -46,6 +47,8 @@ class SynthesisNetwork2(keras.layers.Layer):
 
     Returns images ``[N, R, R, img_channels]`` (float32, raw, unclamped).
     """
+
+    _config_attrs = ()
 
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
@@ -109,14 +112,9 @@ class SynthesisNetwork2(keras.layers.Layer):
         r = self.config.img_resolution
         return (ws_shape[0], r, r, self.config.img_channels)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(config=self.config.to_dict())
-        return config
-
 
 @keras.saving.register_keras_serializable(package="sg3keras")
-class StyleGAN2Generator(keras.Model):
+class StyleGAN2Generator(ConfigSerialization, keras.Model):
     """StyleGAN2 generator ``G(z, c) -> images`` (NHWC, float32).
 
     Weight names follow the official state dict (``synthesis.b8.conv0.weight``,
@@ -139,6 +137,8 @@ class StyleGAN2Generator(keras.Model):
 
     Reference: Karras et al., "Analyzing and Improving the Image Quality of StyleGAN", 2020.
     """
+
+    _config_attrs = ("metadata",)
 
     def __init__(self, config, metadata=None, **kwargs):
         kwargs.setdefault("name", "generator")
@@ -186,12 +186,3 @@ class StyleGAN2Generator(keras.Model):
 
     def compute_output_shape(self, z_shape, *args, **kwargs):
         return (z_shape[0], self.img_resolution, self.img_resolution, self.img_channels)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(config=self.config.to_dict(), metadata=self.metadata)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
