@@ -33,7 +33,7 @@ import re
 import shutil
 import tempfile
 
-from sg3keras.utils import save_keras_atomic, to_uint8
+from sg3keras.utils import atomic_path, save_keras_atomic, to_uint8
 
 __all__ = ["export_savedmodel", "export_keras", "export_onnx", "export_network",
            "randn_from_seeds", "serving_copy", "onnx_missing", "SIGNATURES"]
@@ -409,17 +409,8 @@ def export_onnx(G, path):
     spec = [tf.TensorSpec([None, S.z_dim], tf.float32, name="z")]
     if S.c_dim > 0:
         spec.append(tf.TensorSpec([None, S.c_dim], tf.float32, name="c"))
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".onnx",
-                               dir=directory)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".onnx") as tmp:
         S.export(tmp, format="onnx", input_signature=spec, verbose=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

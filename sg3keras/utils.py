@@ -8,34 +8,43 @@ import tempfile
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "to_uint8", "format_time",
+__all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_json", "to_uint8", "format_time",
            "z_from_seed", "save_png", "make_grid", "save_keras_atomic"]
 
 
 @contextlib.contextmanager
-def atomic_write(path, mode="wb"):
-    """Open a temporary file beside ``path``; on success rename it over ``path``.
-
-    A crash (or SIGKILL) during the write leaves the previous ``path`` untouched.
-    """
+def atomic_path(path, suffix=".tmp"):
+    """Yield a temporary file name beside ``path`` for a writer that wants a file name; on
+    success the file gets the user's usual permissions (``0666 & ~umask``; ``mkstemp``
+    creates 0600) and is renamed over ``path``. On any error it is removed, and a crash
+    (or SIGKILL) leaves the previous ``path`` untouched."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix,
                                dir=directory)
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)      # mkstemp creates 0600; give the usual permissions.
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb"):
+    """Open a temporary file beside ``path``; on success rename it over ``path``
+    (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def atomic_write_bytes(path, data: bytes):

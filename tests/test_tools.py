@@ -294,6 +294,10 @@ def test_render_video_mp4(tiny_g, tmp_path):
     out = str(tmp_path / "lerp.mp4")
     video.render_video(tiny_g, [0, 1, 2, 3], out, grid=(2, 1), w_frames=3)
     _mp4_checks(out, 6, (16, 32, 3))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(out).st_mode & 0o777 == 0o666 & ~umask     # the user's umask, not 0600
+    assert os.listdir(tmp_path) == ["lerp.mp4"]
 
 
 def test_render_transform_video_mp4(tiny_g, tmp_path):

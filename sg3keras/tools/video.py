@@ -6,12 +6,11 @@ MP4s are encoded with libx264 through ``imageio`` and the ffmpeg binary shipped 
 
 import math
 import os
-import tempfile
 
 import numpy as np
 
 from sg3keras.tools._draw import saved_transform, synthesize, ws_from_seeds
-from sg3keras.utils import make_grid, to_uint8
+from sg3keras.utils import atomic_path, make_grid, to_uint8
 
 __all__ = ["require_video_support", "keyframe_seeds", "interpolate_ws", "render_video",
            "transform_path", "render_transform_video"]
@@ -43,13 +42,8 @@ def _write_mp4(output, frames, fps):
     """Encode an iterable of uint8 ``[H, W, 3]`` frames to ``output`` atomically; returns count."""
     imageio = require_video_support()
     output = os.fspath(output)
-    directory = os.path.dirname(os.path.abspath(output))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(output) + ".", suffix=".mp4",
-                               dir=directory)
-    os.close(fd)
     count = 0
-    try:
+    with atomic_path(output, suffix=".mp4") as tmp:
         writer = imageio.v2.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec=_CODEC,
                                        bitrate=_BITRATE, macro_block_size=2)
         try:
@@ -63,11 +57,6 @@ def _write_mp4(output, frames, fps):
             writer.close()
         if count == 0:
             raise ValueError(f"{output}: no frames to write")
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return count
 
 
