@@ -223,9 +223,6 @@ class StyleGAN(keras.Model):
             [("Gmain", 1), ("Greg", int(tc.g_reg_interval))]
         return g + [("Dmain", 1), ("Dreg", int(tc.d_reg_interval))]
 
-    def _g_phase_name(self):
-        return "Gboth" if self.train_config.g_reg_interval is None else "Gmain"
-
     def _phase_functions(self):
         tc = self.train_config
         combos = {(False, False), (True, False)}
@@ -325,14 +322,23 @@ class StyleGAN(keras.Model):
         """``g``: one round of :meth:`_gen_inputs`. The mixing cutoff comes from ``(seed,
         step, phase)``, so every round of a phase (and every replica) shares it; the official
         loop draws one per ``run_G`` call."""
+        ws = self._mapping(g, phase, update_emas)
+        return self._synthesis(g, ws, update_emas), ws
+
+    def _mapping(self, g, phase, update_emas=False):
+        """The ``ws`` of ``run_G``: mapping, then style mixing when it is on."""
         ws = self.G.mapping(g["z"], self._c(g["c"]), update_emas=update_emas)
         p = self.loss_config.style_mixing_prob
         if p > 0:
             u = tf.random.stateless_uniform([2], seed=self._seed(phase + 32))
             ws2 = self.G.mapping(g["z2"], self._c(g["c"]), update_emas=False)
             ws, _ = losses.style_mix(ws, ws2, p, uniforms=(u[0], u[1]))
+        return ws
+
+    def _synthesis(self, g, ws, update_emas=False):
+        """The images of ``run_G``, with the round's per-layer noise where G has noise."""
         kw = {"noise": g["noise"]} if "noise" in g else {}
-        return self.G.synthesis(ws, update_emas=update_emas, **kw), ws
+        return self.G.synthesis(ws, update_emas=update_emas, **kw)
 
     def _run_D(self, img, c, sigma):
         if self.loss_config.blur_init_sigma > 0:
@@ -409,7 +415,7 @@ class StyleGAN(keras.Model):
         lc, tc = self.loss_config, self.train_config
         sigma64 = losses.blur_sigma(self.cur_nimg, lc.blur_init_sigma, lc.blur_fade_kimg)
         sigma = tf.cast(sigma64, tf.float32)
-        g_name = self._g_phase_name()
+        g_name = self.phases()[0][0]                      # "Gboth" or "Gmain"
 
         # Gmain (Gboth without path length).
         def gmain(g, k):
@@ -494,16 +500,8 @@ class StyleGAN(keras.Model):
         scale = float(np.sqrt(self.G.img_resolution * self.G.img_resolution))
 
         def greg(g, k):
-            img_fn = lambda ws: self.G.synthesis(ws, **({"noise": g["noise"]}   # noqa: E731
-                                                        if "noise" in g else {}))
-            ws = self.G.mapping(g["z"], self._c(g["c"]))
-            if self.loss_config.style_mixing_prob > 0:
-                u = tf.random.stateless_uniform([2], seed=self._seed(_PH_GREG + 32))
-                ws2 = self.G.mapping(g["z2"], self._c(g["c"]))
-                ws, _ = losses.style_mix(ws, ws2, self.loss_config.style_mixing_prob,
-                                         uniforms=(u[0], u[1]))
             penalty, pl_mean = losses.path_length_penalty(
-                img_fn, ws, self.pl_mean, lc.pl_decay, noise=g["pl_noise"] / scale)
+                lambda ws: self._synthesis(g, ws), self._mapping(g, _PH_GREG), self.pl_mean, lc.pl_decay, noise=g["pl_noise"] / scale)
             self.pl_mean.assign(pl_mean)
             loss_pl = penalty * lc.pl_weight
             loss = self._avg(loss_pl * tc.g_reg_interval, batch=total)

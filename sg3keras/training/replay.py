@@ -201,8 +201,12 @@ def _iteration_inputs(case, i, gan):
     """Reals, labels and ``{phase: {z, c, noise, pl_noise}}`` of recorded iteration ``i``."""
     cfg, inp = case["config"], case["inputs"]
     path = os.path.join(case["dir"], "inputs.npz")
-    get = lambda k: inp[k] if k in inp else (_ for _ in ()).throw(   # noqa: E731
-        ReplayCaseError(f"{path}: missing key {k!r}"))
+
+    def get(key):
+        if key not in inp:
+            raise ReplayCaseError(f"{path}: missing key {key!r}")
+        return inp[key]
+
     batch = gan.global_batch
     real = _nhwc(get(f"it{i}/real_img"))
     res, ch = gan.G.img_resolution, gan.G.img_channels
