@@ -33,6 +33,8 @@ __all__ = [
     "recommended_gamma",
     "magnitude_ema_beta_for_batch",
     "TrainOptions",
+    "PretrainedNetwork",
+    "PRETRAINED",
 ]
 
 
@@ -233,6 +235,10 @@ def resolve_preset(name: str, img_resolution: Optional[int] = None, batch: Optio
     :class:`GeneratorConfig` fields (after the scaling).
     """
     if name not in PRESETS:
+        if name in PRETRAINED:
+            raise ValueError(f"{name!r} is a pretrained network, not a configuration: load its "
+                             f"weights with sg3keras.inference.load_network({name!r}); fresh "
+                             f"networks are built from {sorted(PRESETS)}")
         raise ValueError(f"Unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     p = PRESETS[name]
     g, d, loss, train = p.generator, p.discriminator, p.loss, p.train
@@ -264,6 +270,39 @@ def resolve_preset(name: str, img_resolution: Optional[int] = None, batch: Optio
 
 # train.py's flag defaults are the preset table's values (the same for every --cfg).
 _T, _D = PRESETS["stylegan3-t"].train, PRESETS["stylegan3-t"].discriminator
+
+
+@dataclass(frozen=True)
+class PretrainedNetwork:
+    """One of NVIDIA's published networks (official README, "Pretrained networks")."""
+
+    name: str            # The file name without ``.pkl``: ``stylegan3-r-afhqv2-512x512``.
+    url: str
+    cfg: str             # ``--cfg`` it was trained with: stylegan3-t / stylegan3-r / stylegan2.
+    dataset: str
+    resolution: int
+    sha256: Optional[str] = None   # Not published by NVIDIA; None = not checked.
+
+
+_NGC = "https://api.ngc.nvidia.com/v2/models/nvidia/research/{}/versions/1/files/{}.pkl"
+
+
+def _pretrained(cfg, dataset, resolution):
+    family = "stylegan2" if cfg == "stylegan2" else "stylegan3"
+    name = f"{cfg}-{dataset}-{resolution}x{resolution}"
+    return name, PretrainedNetwork(name, _NGC.format(family, name), cfg, dataset, resolution)
+
+
+# The StyleGAN3 release's model list and the StyleGAN2 networks published beside it.
+PRETRAINED = dict(
+    [_pretrained(cfg, ds, res) for cfg in ("stylegan3-t", "stylegan3-r")
+     for ds, res in (("ffhq", 1024), ("ffhqu", 1024), ("ffhqu", 256), ("metfaces", 1024),
+                     ("metfacesu", 1024), ("afhqv2", 512))]
+    + [_pretrained("stylegan2", ds, res) for ds, res in (
+        ("ffhq", 1024), ("ffhq", 512), ("ffhq", 256), ("ffhqu", 1024), ("ffhqu", 256),
+        ("metfaces", 1024), ("metfacesu", 1024), ("afhqv2", 512), ("afhqcat", 512),
+        ("afhqdog", 512), ("afhqwild", 512), ("brecahad", 512), ("cifar10", 32),
+        ("celebahq", 256), ("lsundog", 256))])
 
 
 @dataclass(frozen=True)

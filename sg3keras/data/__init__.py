@@ -4,7 +4,8 @@
   format (zip or folder + ``dataset.json``) as a ``tf.data`` pipeline (TensorFlow);
 * :mod:`sg3keras.data.dataset_tool`: ``sg3keras dataset`` (official ``dataset_tool.py``), numpy
   and PIL only;
-* :mod:`sg3keras.data.demo`: the bundled demo photographs of ``make demo``.
+* :mod:`sg3keras.data.demo`: the bundled demo photographs of ``make demo``;
+* :mod:`sg3keras.data.download`: the download cache (pretrained networks, detector weights).
 
 ``ImageDataset`` and ``DatasetError`` are loaded on first use, so that the dataset tool does not
 import TensorFlow.

@@ -1,9 +1,14 @@
-"""Load a network from any source a user has: ``.keras``, official pickle, or training run."""
+"""Load a network from any source a user has: ``.keras``, official pickle, training run, a
+pretrained name or a URL."""
 
 import glob
 import os
+import pickle
+import zipfile
 
-__all__ = ["load_network", "NetworkLoadError"]
+from .pretrained import NetworkSourceError, resolve_network_file
+
+__all__ = ["load_network", "load_networks", "NetworkLoadError", "network_file_kind"]
 
 
 class NetworkLoadError(ValueError):
@@ -12,34 +17,103 @@ class NetworkLoadError(ValueError):
 
 def _register_classes():
     # Importing the packages registers every sg3keras class with Keras serialization.
-    import sg3keras.layers  # noqa: F401
-    import sg3keras.models  # noqa: F401
+    from .. import layers, models  # noqa: F401
 
 
-def load_network(path, which="G_ema"):
-    """Return a Keras model from ``path``.
+def network_file_kind(path):
+    """``"keras"`` (a zip archive), ``"pkl"`` (a pickle) or None, from the file's first bytes
+    (a URL's file name need not end in ``.keras`` / ``.pkl``)."""
+    if path.endswith(".keras"):
+        return "keras"
+    if path.endswith(".pkl"):
+        return "pkl"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return None
+    if head.startswith(b"PK\x03\x04"):
+        return "keras"
+    if head[:1] == b"\x80":
+        return "pkl"
+    return None
 
-    Args:
-        path: a ``.keras`` file; an official NVIDIA ``.pkl`` (read as data, converted); or a
-            training run directory (its newest ``network-snapshot-*.keras``).
-        which: for pickles, ``"G_ema"`` (default), ``"G"`` or ``"D"``.
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise NetworkLoadError(f"--network {path}: no such file or directory")
+
+def _locate(ref, flag):
+    """``(local file, kind)`` for a reference; run directories -> newest snapshot."""
+    try:
+        path = resolve_network_file(ref, flag=flag)
+    except NetworkSourceError as e:
+        raise NetworkLoadError(str(e)) from None
     if os.path.isdir(path):
         snaps = sorted(glob.glob(os.path.join(path, "network-snapshot-*.keras")))
         if not snaps:
-            raise NetworkLoadError(f"--network {path}: a directory, but it holds no "
+            raise NetworkLoadError(f"{flag} {ref}: a directory, but it holds no "
                                    "network-snapshot-*.keras (is it a training run?)")
         path = snaps[-1]
-    if path.endswith(".keras"):
-        import keras
-        _register_classes()
+    kind = network_file_kind(path)
+    if kind is None:
+        raise NetworkLoadError(f"{flag} {ref}: expected a .keras file, an official .pkl, a "
+                               "training run directory, a pretrained name or a URL")
+    if os.path.getsize(path) == 0:
+        raise NetworkLoadError(f"{flag} {ref}: the file {path} is empty")
+    return path, kind
+
+
+def _load_keras(path, ref, flag):
+    import keras
+    _register_classes()
+    try:
         return keras.saving.load_model(path, safe_mode=True)
-    if path.endswith(".pkl"):
-        from sg3keras.convert.official_pickle import load_official_pickle
-        nets = load_official_pickle(path, networks=(which,))
-        return nets[which]
-    raise NetworkLoadError(f"--network {path}: expected a .keras file, an official .pkl, or a "
-                           "training run directory")
+    except (zipfile.BadZipFile, EOFError, KeyError, OSError, ValueError, TypeError) as e:
+        raise NetworkLoadError(f"{flag} {ref}: {path} is not a readable .keras network "
+                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                               ) from None
+
+
+def load_networks(ref, which=("G_ema",), flag="--network"):
+    """``{name: model}`` for the requested networks of ``ref``, plus ``"source"``: the local
+    file read. A ``.keras`` file (or run directory) holds one generator, returned for ``G`` and
+    ``G_ema``; ``D`` is then absent from the result.
+
+    Args:
+        ref: a ``.keras`` file; an official NVIDIA ``.pkl`` (read as data, converted); a training
+            run directory (its newest ``network-snapshot-*.keras``); a pretrained name
+            (``sg3keras pretrained``); or an http(s) URL of either file kind (downloaded once into
+            the cache).
+        which: subset of ``("G", "D", "G_ema")``.
+        flag: the option name used in error messages.
+    """
+    path, kind = _locate(ref, flag)
+    out = {"source": path}
+    if kind == "keras":
+        model = _load_keras(path, ref, flag)
+        for name in which:
+            if name != "D":
+                out[name] = model
+        return out
+    from ..convert.official_pickle import load_official_pickle
+    try:
+        nets = load_official_pickle(path, networks=tuple(which))
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as e:
+        raise NetworkLoadError(f"{flag} {ref}: {path} is not a readable network pickle "
+                               f"({type(e).__name__}: {e})") from None
+    except ValueError as e:
+        msg = str(e)
+        raise NetworkLoadError(msg if path in msg else f"{flag} {ref}: {msg}") from None
+    out.update({name: nets[name] for name in which})
+    out["official"] = nets
+    return out
+
+
+def load_network(ref, which="G_ema", flag="--network"):
+    """Return one Keras model from ``ref`` (see :func:`load_networks` for what ``ref`` may be).
+
+    Args:
+        which: for pickles, ``"G_ema"`` (default), ``"G"`` or ``"D"``.
+    """
+    nets = load_networks(ref, (which,), flag=flag)
+    if which not in nets:
+        raise NetworkLoadError(f"{flag} {ref}: holds no {which} (a .keras file holds one "
+                               "generator; use an official .pkl for D)")
+    return nets[which]
