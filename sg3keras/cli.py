@@ -56,6 +56,18 @@ def parse_vec2(s, what="--translate"):
         raise ValueError(f"{what}: expected two numbers 'x,y', got {s!r}") from None
 
 
+_NETWORK_HELP = (".keras file, official .pkl, training run dir, pretrained name (`sg3keras "
+                 "pretrained`) or http(s) URL")
+
+
+def _given(ctx):
+    """Names of the parameters the user typed (or set through the environment)."""
+    from click.core import ParameterSource
+    return {name for name in ctx.params
+            if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
+                                                  ParameterSource.ENVIRONMENT)}
+
+
 def _TRAIN(name):
     """Default of a ``train`` flag: the :class:`TrainOptions` field, itself from the presets."""
     return TrainOptions.__dataclass_fields__[name].default
@@ -72,7 +84,7 @@ def main():
 
 
 @main.command()
-@click.option("--network", "network", required=True, help=".keras file, official .pkl, or run dir")
+@click.option("--network", "network", required=True, help=_NETWORK_HELP)
 @click.option("--seeds", required=True, help="List of seeds, e.g. '0,1,4-6'")
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True)
 @click.option("--class", "class_idx", type=int, default=None, help="Class label (conditional nets)")
@@ -108,6 +120,26 @@ def convert(src, dest, which, all_):
     try:
         for p in convert_pickle(src, dest, networks=("G", "D", "G_ema") if all_ else (which,)):
             click.echo(p)
+    except ValueError as e:
+        _fail(e)
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+def pretrained(names):
+    """List NVIDIA's pretrained networks (usable by name wherever --network or --resume takes a
+    network), or download NAMES into the cache ($SG3KERAS_CACHE, default ~/.cache/sg3keras)."""
+    from sg3keras.inference.pretrained import list_pretrained, resolve_network_file
+    if not names:
+        for name, cfg, res, url, path in list_pretrained():
+            click.echo(f"{name:32s} {cfg:12s} {res:5d}  {'cached' if path else url}")
+        return
+    try:
+        for name in names:
+            if name not in {row[0] for row in list_pretrained()}:
+                raise ValueError(f"NAMES: {name!r} is not a pretrained network name (run "
+                                 "`sg3keras pretrained` for the list)")
+            click.echo(resolve_network_file(name, flag="NAMES"))
     except ValueError as e:
         _fail(e)
 
@@ -159,7 +191,9 @@ def dataset(source, dest, resolution, transform, max_images, skip_bad):
 @click.option("--glr", type=click.FloatRange(min=0), default=None,
               help="G learning rate [default: the --cfg preset's]")
 @click.option("--dlr", type=click.FloatRange(min=0), default=_TRAIN("dlr"), show_default=True)
-@click.option("--kimg", type=click.FloatRange(min=0), default=_TRAIN("kimg"), show_default=True)
+@click.option("--kimg", type=click.FloatRange(min=0), default=None,
+              help=f"Training length in thousands of real images [default: {_TRAIN('kimg'):g}; "
+                   "with --resume RUN_DIR: the run's own]")
 @click.option("--tick", type=click.FloatRange(min=0, min_open=True), default=_TRAIN("tick"),
               show_default=True)
 @click.option("--snap", type=click.IntRange(min=1), default=_TRAIN("snap"), show_default=True)
@@ -167,32 +201,55 @@ def dataset(source, dest, resolution, transform, max_images, skip_bad):
 @click.option("--fp32", type=bool, default=False, show_default=True)
 @click.option("--mixed-precision", type=click.Choice(["mixed_bfloat16", "mixed_float16"]),
               default=None)
-@click.option("--metrics", default="", help="Comma-separated metric names, e.g. fid50k_full")
+@click.option("--metrics", default="none", show_default=True,
+              help="Comma-separated metric names evaluated at each snapshot, e.g. fid50k_full, "
+                   "or none")
 @click.option("--metrics-num-samples", type=click.IntRange(min=1), default=None,
               help="Generated samples per metric (default: the official count)")
-@click.option("--resume", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Continue the run in this directory exactly where it stopped")
+@click.option("--resume", default=None,
+              help="A run directory: continue it exactly where it stopped. A network (.pkl, "
+                   ".keras, pretrained name or URL): start a new run from its G, D and G_ema "
+                   "(fine-tuning)")
+@click.option("--freezed", type=click.IntRange(min=0), default=_TRAIN("freezed"),
+              show_default=True, help="Freeze-D: number of D layers (from the input) not trained")
+@click.option("--desc", default=None, help="String appended to the run directory's name")
+@click.option("--nobench", type=bool, default=False, show_default=True,
+              help="Accepted for train.py compatibility (no cuDNN benchmarking here)")
+@click.option("--cpu-replicas", is_flag=True,
+              help="With --gpus N on a machine without GPUs: N logical CPU replicas (to test "
+                   "the distributed path; slower than one)")
 @click.option("--fused-ops/--no-fused-ops", default=True, show_default=True,
               help="XLA-fused filtered_lrelu (off: reference ops)")
 @click.option("--deterministic", is_flag=True, help="Enable TensorFlow op determinism")
 @click.option("--dry-run", "-n", is_flag=True, help="Print the resolved options and exit")
-def train(dry_run, **kwargs):
-    """Train a StyleGAN3 / StyleGAN2 (official train.py flags)."""
+@click.pass_context
+def train(ctx, dry_run, nobench, **kwargs):
+    """Train a StyleGAN3 / StyleGAN2 (official train.py flags), continue a run, or fine-tune a
+    network (--resume)."""
     from sg3keras.training.checkpoint import CheckpointError
     from sg3keras.training.distribute import PeerFailureError
-    from sg3keras.training.loop import TrainingDivergedError, describe, train as run
-    required = ["outdir", "cfg", "data", "gpus", "batch", "gamma"]
-    missing = [f"--{k}" for k in required if kwargs[k] is None and not kwargs["resume"]]
+    from sg3keras.training.loop import TrainingDivergedError, describe, is_run_dir, train as run
+    given = _given(ctx) - {"dry_run", "nobench"}
+    resume = kwargs["resume"]
+    if is_run_dir(resume):
+        required = []
+    elif resume:
+        required = ["outdir", "data", "gpus", "batch", "gamma"]    # --cfg: the network's
+    else:
+        required = ["outdir", "cfg", "data", "gpus", "batch", "gamma"]
+    missing = [f"--{k}" for k in required if kwargs[k] is None]
     if missing:
-        _fail(f"Missing option(s) {', '.join(missing)} (all required unless --resume)")
-    kwargs["metrics"] = tuple(m for m in kwargs["metrics"].split(",") if m)
+        _fail(f"Missing option(s) {', '.join(missing)}" + (
+            f" (required to fine-tune --resume {resume})" if resume else
+            " (all required unless --resume RUN_DIR)"))
+    kwargs["metrics"] = tuple(m.strip() for m in kwargs["metrics"].split(",") if m.strip())
     opts = TrainOptions(**{k: v for k, v in kwargs.items() if v is not None})
     try:
         if dry_run:
-            click.echo(json.dumps(describe(opts), indent=2, default=str))
+            click.echo(json.dumps(describe(opts, given=given), indent=2, default=str))
             return
-        run_dir = run(opts, log=click.echo)
-    except (ValueError, FileNotFoundError, TrainingDivergedError, PeerFailureError,
+        run_dir = run(opts, log=click.echo, given=given)
+    except (ValueError, OSError, TrainingDivergedError, PeerFailureError,
             CheckpointError) as e:
         # Run-ending conditions the library explains itself: one line, no traceback.
         _fail(e)
@@ -200,27 +257,29 @@ def train(dry_run, **kwargs):
 
 
 @main.command()
-@click.option("--network", required=True, help=".keras file, official .pkl, or run dir")
+@click.option("--network", required=True, help=_NETWORK_HELP)
 @click.option("--metrics", "metric_names", default="fid50k_full", show_default=True)
 @click.option("--data", type=click.Path(exists=True), default=None)
 @click.option("--mirror", type=bool, default=False)
 @click.option("--num-samples", type=click.IntRange(min=1), default=None)
 @click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Replicas to evaluate on: N GPUs, or N logical CPUs on a machine without GPUs")
+              help="Replicas to evaluate on: N GPUs (see --cpu-replicas)")
+@click.option("--cpu-replicas", is_flag=True,
+              help="With --gpus N on a machine without GPUs: N logical CPU replicas")
 @click.option("--detector-dir", type=click.Path(file_okay=False), default=None)
-def metrics(network, metric_names, data, mirror, num_samples, gpus, detector_dir):
+def metrics(network, metric_names, data, mirror, num_samples, gpus, cpu_replicas, detector_dir):
     """Evaluate metrics (official calc_metrics.py names); appends results as JSONL."""
     from sg3keras.metrics.evaluate import evaluate
     try:
         for line in evaluate(network, metric_names.split(","), data, mirror, num_samples, gpus,
-                             detector_dir):
+                             detector_dir, cpu_replicas=cpu_replicas):
             click.echo(line)
     except (ValueError, FileNotFoundError) as e:
         _fail(e)
 
 
 @main.command()
-@click.option("--network", required=True, help=".keras file, official .pkl, or run dir")
+@click.option("--network", required=True, help=_NETWORK_HELP)
 @click.option("--outdir", default="savedmodels", show_default=True,
               type=click.Path(file_okay=False))
 @click.option("--name", required=True, help="Model name (directory OUTDIR/NAME)")
@@ -254,7 +313,7 @@ def _grid(s):
 
 
 @main.command()
-@click.option("--network", required=True, help=".keras file, official .pkl, or run dir")
+@click.option("--network", required=True, help=_NETWORK_HELP)
 @click.option("--seeds", default="0-3", show_default=True, help="Keyframe seeds, e.g. '0-31'")
 @click.option("--output", required=True, type=click.Path(dir_okay=False), help="MP4 file")
 @click.option("--grid", default="1x1", show_default=True, help="Grid of videos, WxH")
@@ -289,7 +348,7 @@ def video(network, seeds, output, grid, num_keyframes, w_frames, kind, truncatio
 
 
 @main.command()
-@click.option("--network", required=True, help=".keras file, official .pkl, or run dir")
+@click.option("--network", required=True, help=_NETWORK_HELP)
 @click.option("--outdir", required=True, type=click.Path(file_okay=False))
 @click.option("--seed", type=int, default=0, show_default=True, help="Central latent")
 @click.option("--seeds", default=None, help="Seeds of the interpolation strip, e.g. '0-7'")
@@ -312,7 +371,7 @@ def sticking(network, outdir, seed, seeds, num, radius, space, truncation_psi):
 
 
 @main.command()
-@click.option("--network", required=True, help=".keras file, official .pkl, or run dir")
+@click.option("--network", required=True, help=_NETWORK_HELP)
 @click.option("--outdir", required=True, type=click.Path(file_okay=False))
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--translate-int", default="0.125,-0.0625", show_default=True)
@@ -337,7 +396,7 @@ def eqmap(network, outdir, seed, translate_int, translate_frac, rotate):
 
 @main.command()
 @click.option("--data", type=click.Path(exists=True), default=None, help="Dataset zip/folder")
-@click.option("--network", default=None, help="Generator (.keras, .pkl or run dir)")
+@click.option("--network", default=None, help=_NETWORK_HELP)
 @click.option("--num", type=int, default=None, help="Images to use (required for --network)")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False))
 @click.option("--name", default="spectrum", show_default=True)

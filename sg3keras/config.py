@@ -338,7 +338,10 @@ class TrainOptions:
     mixed_precision: Optional[str] = None  # e.g. "mixed_bfloat16" (fast on AMX CPUs).
     metrics: Tuple[str, ...] = ()
     metrics_num_samples: Optional[int] = None  # Override of the official sample counts.
-    resume: Optional[str] = None
+    resume: Optional[str] = None   # A run directory (continue it) or a network (fine-tune it).
+    freezed: int = 0               # Freeze-D: D's first N layers are not trained.
+    desc: Optional[str] = None     # Appended to the run directory's name.
+    cpu_replicas: bool = False     # --gpus N on a machine without GPUs: N logical CPU replicas.
     grid_seeds: int = 16
     deterministic: bool = False    # tf.config.experimental.enable_op_determinism().
     fused_ops: bool = True         # XLA-fused filtered_lrelu ("fast"); False = reference ops.

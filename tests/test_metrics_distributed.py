@@ -95,7 +95,8 @@ def network(tmp_path_factory):
 def test_cli_gpus_two_records_replicas_and_matches_one(network):
     def metrics(gpus):
         r = _run([sys.executable, "-m", "sg3keras.cli", "metrics", "--network", str(network),
-                  "--metrics", "eqt50k_int", "--num-samples", "6", "--gpus", str(gpus)])
+                  "--metrics", "eqt50k_int", "--num-samples", "6", "--gpus", str(gpus),
+                  "--cpu-replicas"])
         (line,) = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
         return line
 
@@ -127,4 +128,4 @@ def test_gpus_after_tensorflow_started_is_a_clear_error():
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("checks the CPU fallback; this machine has GPUs")
     with pytest.raises(ValueError, match=rf"--gpus={len(cpus) + 1}: cannot create"):
-        make_eval_strategy(len(cpus) + 1)
+        make_eval_strategy(len(cpus) + 1, cpu_replicas=True)

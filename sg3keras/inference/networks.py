@@ -8,7 +8,8 @@ import zipfile
 
 from .pretrained import NetworkSourceError, resolve_network_file
 
-__all__ = ["load_network", "load_networks", "NetworkLoadError", "network_file_kind"]
+__all__ = ["load_network", "load_networks", "locate_network", "NetworkLoadError",
+           "network_file_kind"]
 
 
 class NetworkLoadError(ValueError):
@@ -39,7 +40,7 @@ def network_file_kind(path):
     return None
 
 
-def _locate(ref, flag):
+def locate_network(ref, flag="--network"):
     """``(local file, kind)`` for a reference; run directories -> newest snapshot."""
     try:
         path = resolve_network_file(ref, flag=flag)
@@ -84,7 +85,7 @@ def load_networks(ref, which=("G_ema",), flag="--network"):
         which: subset of ``("G", "D", "G_ema")``.
         flag: the option name used in error messages.
     """
-    path, kind = _locate(ref, flag)
+    path, kind = locate_network(ref, flag)
     out = {"source": path}
     if kind == "keras":
         model = _load_keras(path, ref, flag)

@@ -114,7 +114,7 @@ def runner_for(strategy=None):
     return ReplicaRunner(strategy)
 
 
-def make_eval_strategy(gpus):
+def make_eval_strategy(gpus, cpu_replicas=False):
     """The strategy for ``sg3keras metrics --gpus N``.
 
     Uses :func:`sg3keras.training.distribute.make_strategy`: N GPUs under ``MirroredStrategy``
@@ -129,7 +129,7 @@ def make_eval_strategy(gpus):
         raise ValueError("--gpus: metrics run on one machine; unset TF_CONFIG (it names "
                          "several workers)")
     try:
-        return make_strategy(gpus)
+        return make_strategy(gpus, cpu_replicas=cpu_replicas)
     except RuntimeError as err:
         cpus = tf.config.list_logical_devices("CPU")
         if tf.config.list_physical_devices("GPU") or len(cpus) < gpus:

@@ -10,11 +10,12 @@ __all__ = ["evaluate"]
 
 
 def evaluate(network, metric_names, data=None, mirror=False, num_samples=None, gpus=1,
-             detector_dir=None, batch_size=4):
+             detector_dir=None, batch_size=4, cpu_replicas=False):
     """Yield one printable line per metric; append ``metric-<name>.jsonl`` beside the network.
 
     Args:
-        network: ``.keras`` file, official ``.pkl``, or a training run directory.
+        network: ``.keras`` file, official ``.pkl``, a training run directory, a pretrained
+            name or a URL (results of the last two are printed, not appended, as official).
         metric_names: registered names (``fid50k_full``, ``eqt50k_int``, ...).
         data: dataset zip/folder for feature metrics (default: the training run's ``--data``).
         mirror: recorded for compatibility; real statistics never use x-flips (as official).
@@ -23,6 +24,7 @@ def evaluate(network, metric_names, data=None, mirror=False, num_samples=None, g
             GPUs, or logical CPU devices on a machine without GPUs (TensorFlow backend; create
             it before anything else initialises TensorFlow). Recorded as ``num_gpus`` (the
             replica count actually used).
+        cpu_replicas: allow ``gpus`` logical CPU replicas on a machine without GPUs.
         detector_dir: directory holding the Inception / VGG16 detector files.
     """
     from sg3keras.metrics.registry import append_jsonl, calc_metric, is_valid_metric
@@ -31,13 +33,14 @@ def evaluate(network, metric_names, data=None, mirror=False, num_samples=None, g
     bad = [m for m in metric_names if not is_valid_metric(m)]
     if bad:
         raise ValueError(f"--metrics: unknown metric(s) {bad}")
-    run_dir = network if os.path.isdir(network) else os.path.dirname(os.path.abspath(network))
-    if data is None:
+    run_dir = network if os.path.isdir(network) else os.path.dirname(os.path.abspath(network)) \
+        if os.path.isfile(network) else None
+    if data is None and run_dir is not None:
         opts_path = os.path.join(run_dir, "training_options.json")
         if os.path.exists(opts_path):
             with open(opts_path) as f:
                 data = json.load(f).get("data")
-    strategy = _strategy(gpus)
+    strategy = _strategy(gpus, cpu_replicas)
     # Inside the scope the networks' variables are mirrored onto every replica.
     scope = strategy.scope if strategy is not None else contextlib.nullcontext
     with scope():
@@ -52,11 +55,12 @@ def evaluate(network, metric_names, data=None, mirror=False, num_samples=None, g
                                  detector_dir=detector_dir, batch_size=batch_size,
                                  snapshot_pkl=os.path.basename(network.rstrip("/")),
                                  progress=_Progress(name), strategy=strategy)
-        append_jsonl(os.path.join(run_dir, f"metric-{name}.jsonl"), result)
+        if run_dir is not None:
+            append_jsonl(os.path.join(run_dir, f"metric-{name}.jsonl"), result)
         yield json.dumps(result)
 
 
-def _strategy(gpus):
+def _strategy(gpus, cpu_replicas=False):
     """``None`` for one replica, else the ``tf.distribute`` strategy for ``--gpus``."""
     if int(gpus) <= 1:
         return None
@@ -65,7 +69,7 @@ def _strategy(gpus):
         raise ValueError(f"--gpus={gpus} needs the TensorFlow backend (KERAS_BACKEND="
                          f"{keras.backend.backend()})")
     from sg3keras.metrics.distributed import make_eval_strategy
-    return make_eval_strategy(gpus)
+    return make_eval_strategy(gpus, cpu_replicas=cpu_replicas)
 
 
 class _Progress:

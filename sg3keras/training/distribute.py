@@ -89,8 +89,13 @@ def mark_started():
         _startup_watchdog = None
 
 
-def make_strategy(gpus=1, workers=1, collective_timeout=None, startup_timeout=None):
+def make_strategy(gpus=1, workers=1, collective_timeout=None, startup_timeout=None,
+                  cpu_replicas=False):
     """Return the strategy for ``--gpus``/``--workers`` (see module docstring).
+
+    ``gpus`` > 1 needs that many visible GPUs; on a machine without GPUs ``cpu_replicas=True``
+    (``--cpu-replicas``) makes ``gpus`` logical CPU replicas instead, on purpose (to test the
+    distributed path: slower than one replica).
 
     ``collective_timeout`` (seconds, default none) bounds every cross-worker collective; it must
     exceed the longest chief-only pause between ticks (see the module docstring). Dead peers are
@@ -118,6 +123,10 @@ def make_strategy(gpus=1, workers=1, collective_timeout=None, startup_timeout=No
             if len(physical) < gpus:
                 raise ValueError(f"--gpus={gpus} but only {len(physical)} GPU(s) are visible")
             return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(gpus)])
+        if not cpu_replicas:
+            raise ValueError(f"--gpus={gpus} but TensorFlow sees no GPU; to run {gpus} logical "
+                             f"CPU replicas on purpose (to test the distributed path; slower "
+                             f"than --gpus=1) add --cpu-replicas")
         cpus = tf.config.list_physical_devices("CPU")
         tf.config.set_logical_device_configuration(
             cpus[0], [tf.config.LogicalDeviceConfiguration()] * gpus)

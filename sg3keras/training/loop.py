@@ -81,27 +81,16 @@ def resolve_options(opts: TrainOptions, dataset=None):
                 num_ticks=int(math.ceil(total_steps / steps_per_tick)))
 
 
-def describe(opts: TrainOptions):
-    """The fully resolved configuration of a run as plain JSON-able data (``--dry-run``)."""
-    from sg3keras.data import ImageDataset
-    dataset = ImageDataset(opts.data, use_labels=opts.cond)
-    cfg = resolve_options(opts, dataset)
-    out = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in cfg.items()}
-    out["options"] = _options_to_json(opts)
-    out["dataset"] = dict(path=opts.data, name=dataset.name, size=len(dataset),
-                          resolution=dataset.resolution, channels=dataset.num_channels,
-                          label_dim=dataset.label_dim)
-    return out
-
-
-def _run_dir(opts, dataset_name):
+def _run_dir(opts, dataset_name, cfg_name):
     os.makedirs(opts.outdir, exist_ok=True)
     ids = [int(m.group(1)) for m in (re.match(r"^(\d+)-", d) for d in os.listdir(opts.outdir))
            if m]
     run_id = max(ids, default=-1) + 1
     gamma = "auto" if opts.gamma is None else f"{opts.gamma:g}"
-    desc = (f"{opts.cfg}-{dataset_name}-gpus{opts.gpus * opts.workers}-batch{opts.batch}"
+    desc = (f"{cfg_name}-{dataset_name}-gpus{opts.gpus * opts.workers}-batch{opts.batch}"
             f"-gamma{gamma}")
+    if opts.desc:
+        desc += f"-{opts.desc}"
     path = os.path.join(opts.outdir, f"{run_id:05d}-{desc}")
     os.makedirs(path)
     return path
@@ -116,46 +105,234 @@ def _options_to_json(opts):
 def _options_from_json(d):
     d = dict(d)
     d["metrics"] = tuple(d.get("metrics", ()))
-    return TrainOptions(**d)
+    fields = {f.name for f in dataclasses.fields(TrainOptions)}
+    return TrainOptions(**{k: v for k, v in d.items() if k in fields})
 
 
-def train(opts: TrainOptions, strategy=None, log=print):
-    """Run (or resume) a training run; returns the run directory."""
+def _write_options(run_dir, opts):
+    """``training_options.json`` with absolute paths (so the run resumes from any directory);
+    ``resume`` is kept only when it names the network the run was fine-tuned from."""
+    resume = None if is_run_dir(opts.resume) else opts.resume
+    atomic_write_json(os.path.join(run_dir, "training_options.json"), _options_to_json(
+        dataclasses.replace(opts, data=os.path.abspath(os.path.expanduser(opts.data)),
+                            outdir=os.path.abspath(opts.outdir), resume=resume)))
+
+
+def given_options(opts):
+    """Names of the options that differ from the :class:`TrainOptions` defaults (what a library
+    caller set; the CLI passes the flags actually typed instead)."""
+    return {f.name for f in dataclasses.fields(TrainOptions)
+            if getattr(opts, f.name) != f.default}
+
+
+def is_run_dir(path):
+    """True for a training run directory (``--resume`` continues it exactly)."""
+    return bool(path) and os.path.isfile(os.path.join(path, "training_options.json"))
+
+
+# Options that may change when a run is continued; every other one is the run's own.
+CONTINUE_OPTIONS = ("resume", "kimg", "data", "gpus", "workers", "cpu_replicas", "fused_ops",
+                    "deterministic", "metrics", "metrics_num_samples", "snap")
+RUN_INFO = "run_info.json"
+
+
+def _continuation(opts, given):
+    """The stored options of ``opts.resume`` with what the user may change."""
+    run_dir = opts.resume
+    with open(os.path.join(run_dir, "training_options.json")) as f:
+        stored = _options_from_json(json.load(f))
+    changed = sorted(k for k in given - set(CONTINUE_OPTIONS)
+                     if getattr(opts, k) != getattr(stored, k))
+    if changed:
+        flags = ", ".join(f"--{k.replace('_', '-')}={getattr(opts, k)} (the run's: "
+                          f"{getattr(stored, k)})" for k in changed)
+        allowed = ", ".join("--" + c.replace("_", "-") for c in CONTINUE_OPTIONS[1:])
+        raise ValueError(f"--resume {run_dir} continues the run with its own options; {flags} "
+                         f"cannot change (only {allowed} may be given); to start a new run from "
+                         f"it, fine-tune one of its network-snapshot-*.keras files")
+    keep = {k: getattr(opts, k) for k in CONTINUE_OPTIONS[1:] if k in given}
+    data_moved = "data" in keep and keep["data"] != stored.data
+    opts = dataclasses.replace(stored, **keep, resume=run_dir)
+    if not data_moved and not os.path.exists(os.path.expanduser(opts.data)):
+        raise ValueError(f"--resume {run_dir}: the run's dataset {opts.data} does not exist (from "
+                         f"{os.getcwd()}); give its new place with --data")
+    return opts, data_moved
+
+
+def _check_same_data(run_dir, dataset, path):
+    """A moved dataset must be the run's: same size, resolution, channels and labels."""
+    info_path = os.path.join(run_dir, RUN_INFO)
+    if not os.path.exists(info_path):
+        return
+    with open(info_path) as f:
+        want = json.load(f).get("dataset", {})
+    have = _dataset_summary(dataset)
+    diff = [f"{k} {have[k]} (the run's: {want[k]})" for k in ("size", "resolution", "channels",
+                                                               "label_dim", "labels_sha256")
+            if k in want and want[k] != have[k]]
+    if diff:
+        raise ValueError(f"--data {path} is not the dataset of run {run_dir}: " + ", ".join(diff))
+
+
+def _dataset_summary(dataset):
+    import hashlib
+    labels = dataset.get_labels(np.arange(len(dataset))) if dataset.has_labels else None
+    return dict(path=os.path.abspath(os.path.expanduser(dataset.path)), name=dataset.name,
+                size=len(dataset), resolution=dataset.resolution, channels=dataset.num_channels,
+                label_dim=dataset.label_dim if dataset.has_labels else 0,
+                labels_sha256=None if labels is None else
+                hashlib.sha256(np.ascontiguousarray(labels, np.float32).tobytes()).hexdigest())
+
+
+def _finished(run_dir, opts):
+    """``(step, total_steps)`` when the run's newest checkpoint is at or past its length."""
+    latest = os.path.join(run_dir, "checkpoints", "latest.json")
+    if not os.path.exists(latest):
+        return None
+    with open(latest) as f:
+        step = int(json.load(f)["step"])
+    total = max(1, int(math.ceil(opts.kimg * 1000 / opts.batch)))
+    return (step, total) if step >= total else None
+
+
+def validate_metrics(names):
+    """Metric names of ``--metrics`` (``none`` = no metrics), checked before anything runs."""
+    from sg3keras.metrics.registry import is_valid_metric, list_metrics
+    names = tuple(n for n in names if n and n != "none")
+    bad = [n for n in names if not is_valid_metric(n)]
+    if bad:
+        raise ValueError(f"--metrics: unknown or unsupported metric(s) {bad}; expected 'none' or "
+                         f"some of {list_metrics(supported_only=True)}")
+    return names
+
+
+def _plan(opts, given, log=print):
+    """Options checks that need no TensorFlow: ``(opts, continuing, data_moved, finished)``."""
+    opts = dataclasses.replace(opts, metrics=validate_metrics(opts.metrics))
+    if not is_run_dir(opts.resume):
+        if opts.resume and not opts.data:
+            raise ValueError(f"--resume {opts.resume} starts a new run from that network: "
+                             "--data is required (and --outdir, --gpus, --batch, --gamma)")
+        return opts, False, False, None
+    opts, data_moved = _continuation(opts, given)
+    return opts, True, data_moved, _finished(opts.resume, opts)
+
+
+def _prepare(opts, given, init, continuing, data_moved):
+    """``(opts, dataset, resolved cfg, cfg name)``: the dataset checked against the options (and
+    against the fine-tuned network), the architecture from the preset, from ``X``, or from the
+    record of a fine-tuned run being continued."""
+    from sg3keras.data import ImageDataset
+    from sg3keras.training import finetune
+    run_info = None
+    if continuing and os.path.exists(os.path.join(opts.resume, RUN_INFO)):
+        with open(os.path.join(opts.resume, RUN_INFO)) as f:
+            run_info = json.load(f).get("init")
+    if init is not None:
+        dataset = ImageDataset(opts.data, use_labels=opts.cond or init["G_ema"].config.c_dim > 0)
+        finetune.check_compatible(init, opts, given, dataset)
+        g_cfg = init["G_ema"].config
+        opts = dataclasses.replace(opts, cfg=finetune.cfg_name_of(g_cfg),
+                                   cond=g_cfg.c_dim > 0 or opts.cond,
+                                   ada_kimg=opts.ada_kimg if "ada_kimg" in given
+                                   else finetune.FINETUNE_OVERRIDES["ada_kimg"])
+    else:
+        dataset = ImageDataset(opts.data, use_labels=opts.cond)
+    if data_moved:
+        _check_same_data(opts.resume, dataset, opts.data)
+    if init is None and opts.cond and not dataset.has_labels:
+        raise ValueError(f"--cond=True but --data {opts.data} has no labels in dataset.json")
+    cfg = resolve_options(opts, dataset)
+    if init is None and run_info is None:
+        return opts, dataset, cfg, opts.cfg
+    if init is not None:
+        g, d = finetune.init_architecture(init, cfg, opts)
+    else:
+        from sg3keras.config import DiscriminatorConfig, GeneratorConfig
+        g = GeneratorConfig.from_dict(run_info["generator"])
+        d = DiscriminatorConfig.from_dict(run_info["discriminator"])
+    cfg = dict(cfg, generator=g, discriminator=d,
+               loss=dataclasses.replace(cfg["loss"], blur_init_sigma=0.0),
+               train=dataclasses.replace(cfg["train"], ema_rampup=None))
+    return opts, dataset, cfg, opts.cfg
+
+
+def describe(opts: TrainOptions, given=None):
+    """The fully resolved configuration of a run as plain JSON-able data (``--dry-run``): the
+    same checks as :func:`train` (options, metric names, dataset, a fine-tuned network's fit)."""
+    given = given_options(opts) if given is None else set(given)
+    opts, continuing, data_moved, finished = _plan(opts, given)
+    init = None
+    if opts.resume and not continuing:
+        from sg3keras.training.finetune import load_init_networks
+        init = load_init_networks(opts.resume, log=lambda m: None)
+    opts, dataset, cfg, _ = _prepare(opts, given, init, continuing, data_moved)
+    out = {k: (v.to_dict() if hasattr(v, "to_dict") else dataclasses.asdict(v)
+               if dataclasses.is_dataclass(v) else v) for k, v in cfg.items()}
+    out["options"] = _options_to_json(opts)
+    out["dataset"] = dict(path=opts.data, name=dataset.name, size=len(dataset),
+                          resolution=dataset.resolution, channels=dataset.num_channels,
+                          label_dim=dataset.label_dim)
+    out["resume"] = ("continue" if continuing else "fine-tune" if init is not None else None)
+    if finished:
+        out["finished"] = dict(step=finished[0], total_steps=finished[1])
+    return out
+
+
+def train(opts: TrainOptions, strategy=None, log=print, given=None):
+    """Run a training run; returns the run directory.
+
+    ``opts.resume``: a run directory continues that run exactly (its options, with only
+    :data:`CONTINUE_OPTIONS` changeable; ``kimg`` keeps the run's length unless given; a finished
+    run returns at once); any other network reference (official ``.pkl``, ``.keras``,
+    pretrained name, URL) starts a new run initialised from it (:mod:`.finetune`).
+
+    Args:
+        given: names of the options the user set explicitly (default
+            :func:`given_options`); decides what may override a resumed run's options and which
+            flags may contradict a fine-tuned network's architecture.
+    """
     from sg3keras.training import distribute
-    strategy = strategy or distribute.make_strategy(opts.gpus, opts.workers)
+    given = given_options(opts) if given is None else set(given)
+    opts, continuing, data_moved, finished = _plan(opts, given)
+    if finished:
+        log(f"Run {opts.resume} is finished: step {finished[0]} of {finished[1]} "
+            f"({opts.kimg:g} kimg); give a larger --kimg to train it further")
+        return opts.resume
+    strategy = strategy or distribute.make_strategy(opts.gpus, opts.workers,
+                                                    cpu_replicas=opts.cpu_replicas)
 
     import keras
     import tensorflow as tf
 
-    from sg3keras.data import ImageDataset
     from sg3keras.training.checkpoint import latest_checkpoint, load_checkpoint
 
-    resume_meta = None
-    if opts.resume:
-        run_dir = opts.resume
-        with open(os.path.join(run_dir, "training_options.json")) as f:
-            stored = _options_from_json(json.load(f))
-        # A resumed run keeps its options; only the length may be extended.
-        opts = dataclasses.replace(stored, kimg=opts.kimg if opts.kimg != stored.kimg
-                                   else stored.kimg, resume=run_dir)
     if opts.deterministic:
         tf.config.experimental.enable_op_determinism()
     if opts.mixed_precision:
         keras.mixed_precision.set_global_policy(opts.mixed_precision)
-    dataset = ImageDataset(opts.data, use_labels=opts.cond)
-    if opts.cond and not dataset.has_labels:
-        raise ValueError(f"--cond=True but {opts.data} has no labels in dataset.json")
-    cfg = resolve_options(opts, dataset)
+    init = None
+    if opts.resume and not continuing:
+        from sg3keras.training.finetune import load_init_networks
+        init = load_init_networks(opts.resume, log=log)
+    opts, dataset, cfg, cfg_name = _prepare(opts, given, init, continuing, data_moved)
     chief = distribute.is_chief(strategy)
-    if not opts.resume:
-        run_dir = _run_dir(opts, dataset.name) if chief else distribute.scratch_dir()
+    if continuing:
+        run_dir = opts.resume
+        if chief:      # A new length or dataset place is the run's from now on.
+            _write_options(run_dir, opts)
+    else:
+        run_dir = _run_dir(opts, dataset.name, cfg_name) if chief else distribute.scratch_dir()
         if chief:
-            atomic_write_json(os.path.join(run_dir, "training_options.json"),
-                              _options_to_json(opts))
+            _write_options(run_dir, opts)
+            atomic_write_json(os.path.join(run_dir, RUN_INFO), dict(
+                dataset=_dataset_summary(dataset), init=None if init is None else dict(
+                    source=str(opts.resume), generator=cfg["generator"].to_dict(),
+                    discriminator=cfg["discriminator"].to_dict(), D=init["D"] is not None)))
     gan = build_gan(cfg, dataset, strategy, seed=opts.seed,
-                    impl="fast" if opts.fused_ops else "ref")
-    start_step = 0
-    if opts.resume:
+                    impl="fast" if opts.fused_ops else "ref", init=init)
+    start_step, resume_meta = 0, None
+    if continuing:
         ckpt = latest_checkpoint(run_dir)
         if ckpt is None:
             raise FileNotFoundError(f"--resume {run_dir}: no checkpoint in {run_dir}/checkpoints")
@@ -163,6 +340,9 @@ def train(opts: TrainOptions, strategy=None, log=print):
         gan.reset_phase_counter()
         start_step = int(resume_meta["step"])
         log(f"Resuming {run_dir} from step {start_step} (kimg {resume_meta['kimg']:.3f})")
+    elif init is not None:
+        log(f"Fine-tuning {init['source']} ({cfg_name}, {cfg['generator'].img_resolution} px) "
+            f"in {run_dir}")
     tf_ds = dataset.make_tf_dataset(opts.batch, shuffle=True, seed=opts.seed,
                                     mirror=opts.mirror, repeat=True, start_batch=start_step)
     if chief and start_step == 0:
@@ -181,8 +361,10 @@ def train(opts: TrainOptions, strategy=None, log=print):
     return run_dir
 
 
-def build_gan(cfg, dataset, strategy, seed=0, impl="fast"):
-    """G, D, G_ema (and the augment pipe) inside ``strategy.scope()``, compiled."""
+def build_gan(cfg, dataset, strategy, seed=0, impl="fast", init=None):
+    """G, D, G_ema (and the augment pipe) inside ``strategy.scope()``, compiled; with ``init``
+    (:func:`sg3keras.training.finetune.load_init_networks`) G, D and G_ema start from its
+    networks (parameters and buffers)."""
     from sg3keras.models.discriminator import Discriminator
     from sg3keras.training import distribute
     from sg3keras.training.gan import StyleGAN
@@ -192,9 +374,16 @@ def build_gan(cfg, dataset, strategy, seed=0, impl="fast"):
     with strategy.scope():
         G = _make_generator(g_cfg, seed, "G", impl)
         G_ema = _make_generator(g_cfg, seed, "G_ema", impl)
-        for dst, src in zip(G_ema.variables, G.variables):
-            dst.assign(src)
         D = Discriminator(d_cfg, name="D")
+        if init is not None:
+            from sg3keras.training.finetune import copy_weights
+            copy_weights(init["G"], G, f"--resume {init['source']}: its G")
+            copy_weights(init["G_ema"], G_ema, f"--resume {init['source']}: its G_ema")
+            if init["D"] is not None:
+                copy_weights(init["D"], D, f"--resume {init['source']}: its D")
+        else:
+            for dst, src in zip(G_ema.variables, G.variables):
+                dst.assign(src)
         augment_pipe = None
         if train_cfg.aug != "noaug":
             from sg3keras.training.augment import AUGPIPE_SPECS, AugmentPipe

@@ -33,7 +33,8 @@ out, mode, steps = args.out, args.mode, args.steps
 from sg3keras.training import distribute  # noqa: E402
 
 strategy = distribute.make_strategy(gpus=2 if mode == "mirrored" else 1,
-                                    workers=2 if mode == "multiworker" else 1)
+                                    workers=2 if mode == "multiworker" else 1,
+                                    cpu_replicas=True)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
