@@ -110,14 +110,17 @@ def generate(network, seeds, truncation_psi, class_idx, noise_mode, translate, r
 
 
 @main.command()
-@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("src")
 @click.argument("dest", type=click.Path())
 @click.option("--network", "which", type=click.Choice(["G_ema", "G", "D"]), default="G_ema")
 @click.option("--all", "all_", is_flag=True, help="Write DEST/<G|D|G_ema>.keras for each network")
 def convert(src, dest, which, all_):
-    """Convert an official NVIDIA pickle into .keras file(s), without executing its code."""
+    """Convert an official NVIDIA pickle (file, pretrained name or URL) into .keras file(s),
+    without executing its code."""
     from sg3keras.convert.official_pickle import convert_pickle
+    from sg3keras.inference.pretrained import resolve_network_file
     try:
+        src = resolve_network_file(src, flag="SRC")
         for p in convert_pickle(src, dest, networks=("G", "D", "G_ema") if all_ else (which,)):
             click.echo(p)
     except ValueError as e:
