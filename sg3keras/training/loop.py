@@ -84,7 +84,10 @@ def resolve_options(opts: TrainOptions, dataset=None):
 def describe(opts: TrainOptions):
     """The fully resolved configuration of a run as plain JSON-able data (``--dry-run``)."""
     from sg3keras.data import ImageDataset
-    dataset = ImageDataset(opts.data, use_labels=opts.cond)
+    dataset = ImageDataset(opts.data, use_labels=opts.cond, verify=True)  # reads every image
+    if opts.cond and not dataset.has_labels:
+        raise ValueError(f"--cond 1: {opts.data} has no labels (dataset.json missing or "
+                         "\"labels\": null); expected a labelled dataset, or --cond 0")
     cfg = resolve_options(opts, dataset)
     out = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in cfg.items()}
     out["options"] = _options_to_json(opts)
