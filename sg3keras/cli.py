@@ -4,21 +4,147 @@ Flag names follow the official tools (gen_images.py, train.py, dataset_tool.py, 
 Heavy imports (TensorFlow, Keras) happen inside the commands so that ``--help`` is instant.
 """
 
+import contextlib
+import importlib.util
 import json
 import os
 import re
 import sys
+import tempfile
 
 import click
 
-# Quiet TensorFlow's C++ start-up logging unless the user asked for it.
+# Quiet TensorFlow's C++ start-up logging unless the user asked for it (their own
+# TF_CPP_MIN_LOG_LEVEL of 0 or 1, or --debug).
+_TF_LOG_ASKED = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip() in ("0", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from sg3keras.config import PRESETS, TrainOptions
 
+# Commands that never import TensorFlow (no start-up import for them).
+_NO_TENSORFLOW = {"dataset", "layers"}
+# Start-up lines TensorFlow's C++ code writes to stderr before its log level is applied:
+# absl's "not initialised" warning and I/W-level records (``I0000 00:00:...``) plus the
+# continuation line of the CPU-feature notice.
+_TF_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|"
+                       r"[IW]\d{4} \d\d:\d\d:\d\d|To enable the following instructions)")
+
+
+def _one_line(msg):
+    """A message as one line: its non-blank lines joined with '; '."""
+    return "; ".join(line.strip() for line in str(msg).splitlines() if line.strip())
+
 
 def _fail(e):
-    raise click.ClickException(str(e))
+    raise click.ClickException(_one_line(e))
+
+
+def _debug(ctx=None):
+    """Whether tracebacks (and TensorFlow's start-up log) were asked for: ``--debug`` or
+    ``SG3KERAS_DEBUG=1``."""
+    root = ctx.find_root() if ctx is not None else None
+    if root is not None and root.params.get("debug"):
+        return True
+    return os.environ.get("SG3KERAS_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _describe_error(e):
+    """One line for an exception no command turned into a message itself."""
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.filename}: {e.strerror or e}"
+    if isinstance(e, (ValueError, OSError)):
+        return _one_line(e)
+    first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+    first = re.sub(r"^\{\{[^}]*\}\}\s*", "", first)     # TensorFlow's "{{function_node ...}}"
+    return (f"{type(e).__name__}: {first} (unexpected; run with --debug or SG3KERAS_DEBUG=1 "
+            "for the traceback)")
+
+
+class _UsageError(click.UsageError):
+    """A click usage error shown as one line (click's own shows usage and a hint as well)."""
+
+    def __init__(self, e):
+        super().__init__(_one_line(e.format_message()), e.ctx)
+
+    def show(self, file=None):
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"Error: {self.format_message()}{hint}", file=file or sys.stderr)
+
+
+@contextlib.contextmanager
+def _errors_as_one_line(ctx=None):
+    """Usage errors and unexpected exceptions become one ``Error: ...`` line (exit 2 / 1);
+    with ``--debug`` an unexpected exception keeps its traceback."""
+    try:
+        yield
+    except _UsageError:
+        raise
+    except click.UsageError as e:
+        raise _UsageError(e) from None
+    except (click.ClickException, click.exceptions.Exit, click.Abort):
+        raise
+    except Exception as e:
+        if _debug(ctx):
+            raise
+        raise click.ClickException(_describe_error(e)) from None
+
+
+@contextlib.contextmanager
+def _tensorflow_noise_filtered():
+    """Run the block with file descriptor 2 captured; then write back every line except
+    TensorFlow's start-up noise (:data:`_TF_NOISE`)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode("utf-8", "replace").splitlines(True)
+                    if not _TF_NOISE.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
+def _import_tensorflow(ctx):
+    """Import TensorFlow once, hiding its start-up log lines unless they were asked for."""
+    if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
+        return
+    quiet = not (_TF_LOG_ASKED or _debug(ctx))
+    with _tensorflow_noise_filtered() if quiet else contextlib.nullcontext():
+        import tensorflow  # noqa: F401
+
+
+class _Command(click.Command):
+    def invoke(self, ctx):
+        if self.name not in _NO_TENSORFLOW:
+            _import_tensorflow(ctx)
+        return super().invoke(ctx)
+
+
+class _Group(click.Group):
+    """The ``sg3keras`` group: every error is one line on stderr, never a traceback (unless
+    ``--debug``); TensorFlow's start-up log lines are hidden."""
+
+    command_class = _Command
+
+    def make_context(self, *args, **kwargs):
+        with _errors_as_one_line():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _errors_as_one_line(ctx):
+            return super().invoke(ctx)
 
 
 def parse_range(s, what="--seeds"):
@@ -61,10 +187,17 @@ def _TRAIN(name):
     return TrainOptions.__dataclass_fields__[name].default
 
 
-@click.group()
+@click.group(cls=_Group, context_settings={"show_default": True})
 @click.version_option(package_name="sg3keras")
-def main():
-    """StyleGAN3 for TensorFlow / Keras: train, generate, convert, measure, export."""
+@click.option("--debug", is_flag=True, envvar="SG3KERAS_DEBUG",
+              help="Show the traceback of an error and TensorFlow's start-up log "
+                   "(also: SG3KERAS_DEBUG=1)")
+def main(debug):
+    """StyleGAN3 for TensorFlow / Keras: train, generate, convert, measure, export.
+
+    Every error is one line on stderr naming the file, flag or value and what was expected
+    (exit status 1; 2 for a malformed command line).
+    """
     import logging
     # tf.function retracing notices are expected here: every distinct layer geometry compiles
     # its own XLA kernels once.
@@ -113,20 +246,34 @@ def convert(src, dest, which, all_):
 
 
 @main.command()
-@click.option("--source", required=True, type=click.Path(exists=True))
-@click.option("--dest", required=True, type=click.Path())
-@click.option("--resolution", type=int, default=None, help="Output resolution R (R x R)")
-@click.option("--transform", type=click.Choice(["center-crop", "center-crop-wide"]), default=None)
-@click.option("--max-images", type=int, default=None)
-@click.option("--skip-bad", is_flag=True, help="Skip unreadable / wrong-mode images, with a count")
-def dataset(source, dest, resolution, transform, max_images, skip_bad):
-    """Write an official-format dataset (zip of PNGs + dataset.json)."""
+@click.option("--source", required=True, type=click.Path(exists=True),
+              help="Folder (searched recursively) or .zip of images, optionally with a "
+                   "dataset.json of labels")
+@click.option("--dest", required=True, type=click.Path(),
+              help="Output .zip, or a folder that is absent or empty")
+@click.option("--resolution", type=click.IntRange(min=1), default=None,
+              help="Output resolution R (R x R, a power of two) [default: the images' own size]")
+@click.option("--transform", type=click.Choice(["center-crop", "center-crop-wide"]), default=None,
+              help="Crop before resizing (needs --resolution) [default: resize only]")
+@click.option("--max-images", type=click.IntRange(min=1), default=None,
+              help="Convert only the first N images [default: all]")
+@click.option("--skip-bad", is_flag=True,
+              help="Skip (and name) unreadable images, images not 'L'/'RGB', and images whose "
+                   "size or channel count differs from the first")
+@click.option("--force", is_flag=True, help="Replace an existing --dest .zip")
+def dataset(source, dest, resolution, transform, max_images, skip_bad, force):
+    """Write an official-format dataset (zip of PNGs + dataset.json).
+
+    Nothing is written if an image fails (unless --skip-bad): errors name the file.
+    """
     from sg3keras.data.dataset_tool import convert_dataset
     try:
         summary = convert_dataset(source, dest, resolution=resolution, transform=transform,
-                                  max_images=max_images, skip_bad=skip_bad)
+                                  max_images=max_images, skip_bad=skip_bad, force=force)
     except ValueError as e:
         _fail(e)
+    for s in summary["skipped"]:
+        click.echo(f"skipped {s['file']}: {s['reason']}", err=True)
     click.echo(json.dumps(summary, indent=2, default=str))
 
 
