@@ -38,6 +38,9 @@ def _one_line(msg):
 
 
 def _fail(e):
+    """Stop with ``e`` as one ``Error:`` line; with --debug an exception keeps its traceback."""
+    if isinstance(e, BaseException) and _debug(click.get_current_context(silent=True)):
+        raise e
     raise click.ClickException(_one_line(e))
 
 
@@ -79,7 +82,7 @@ def _errors_as_one_line(ctx=None):
     with ``--debug`` an unexpected exception keeps its traceback."""
     try:
         yield
-    except _UsageError:
+    except (_UsageError, click.exceptions.NoArgsIsHelpError):     # the latter shows the help
         raise
     except click.UsageError as e:
         raise _UsageError(e) from None
@@ -162,7 +165,8 @@ def parse_range(s, what="--seeds"):
         if m:
             lo, hi = int(m.group(1)), int(m.group(2))
             if hi < lo:
-                raise ValueError(f"{what}: range {part!r} is empty (end < start)")
+                raise ValueError(f"{what}: range {part!r} is empty (end < start); expected "
+                                 "START-END with START <= END")
             out.extend(range(lo, hi + 1))
         elif re.fullmatch(r"\d+", part):
             out.append(int(part))

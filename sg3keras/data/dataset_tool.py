@@ -164,7 +164,8 @@ class ImageSource:
             return self.read_bytes(name)
         except (OSError, zipfile.BadZipFile, zlib.error) as exc:
             raise CorruptImageError(f"{self.where(name)}: cannot read image "
-                                    f"({decode_error_reason(exc)})") from None
+                                    f"({decode_error_reason(exc)}); expected a readable image "
+                                    "file") from None
 
     def _zipfile(self) -> zipfile.ZipFile:
         if self._zip is None or self._zip_pid != os.getpid():
@@ -198,7 +199,8 @@ class ImageSource:
             return img
         except _DECODE_ERRORS as exc:
             raise CorruptImageError(f"{self.where(name)}: cannot read image "
-                                    f"({decode_error_reason(exc, len(data))})") from None
+                                    f"({decode_error_reason(exc, len(data))}); expected a "
+                                    "readable image file") from None
 
     def probe(self, name: str, decode: bool = False) -> Tuple[int, int, str]:
         """``(width, height, mode)`` of ``name`` from its header only; ``decode``: read every
@@ -216,7 +218,8 @@ class ImageSource:
         except _DECODE_ERRORS as exc:
             size = self._size(name)
             raise CorruptImageError(f"{self.where(name)}: cannot read image "
-                                    f"({decode_error_reason(exc, size)})") from None
+                                    f"({decode_error_reason(exc, size)}); expected a readable "
+                                    "image file") from None
 
     def _size(self, name: str) -> Optional[int]:
         try:
@@ -561,6 +564,9 @@ def _convert(src, dest, width, height, transform, max_images, skip_bad, force):
                     continue
                 attrs = _check_output(where, arr, first)
             except DatasetError as exc:
+                if not skip_bad and isinstance(exc, CorruptImageError):
+                    raise CorruptImageError(f"{exc} (fix or remove it, or pass --skip-bad)") \
+                        from None
                 if not skip_bad:
                     raise
                 kind = ("corrupt" if isinstance(exc, CorruptImageError) else
@@ -571,8 +577,9 @@ def _convert(src, dest, width, height, transform, max_images, skip_bad, force):
             first = first or attrs + (where,)
             writer.add(idx, arr, labels.get(name))
         if first is None:
+            why = f"; the first, {skipped[0]['file']}: {skipped[0]['reason']}" if skipped else ""
             raise DatasetError(f"{src.path}: no usable images (all {len(names)} skipped or "
-                               "dropped)")
+                               f"dropped{why}); expected at least one")
         has_labels = bool(writer.labels) and all(l is not None for _, l in writer.labels)
         num_images = len(writer.labels)
     return dict(dest=writer.dest, num_images=num_images, num_source=len(names),

@@ -198,8 +198,8 @@ def input_transform(G, what="this tool"):
     try:
         return G.synthesis.input.transform
     except AttributeError:
-        raise ValueError(f"{what} needs a StyleGAN3 network (one with an input transform, "
-                         f"G.synthesis.input.transform); got {type(G).__name__}") from None
+        raise ValueError(f"{what} needs a StyleGAN3 network (one with an input transform); "
+                         f"got a {type(G).__name__}") from None
 
 
 @contextlib.contextmanager

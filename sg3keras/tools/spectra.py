@@ -207,7 +207,6 @@ def write_spectra(source, outdir, name="spectrum", num=None, seed=0, beta=8, int
     Returns:
         dict ``mean``, ``std``, ``image_size``, ``paths``, ``spectrum``.
     """
-    os.makedirs(outdir, exist_ok=True)
     if mean is None or std is None:
         mean, std = compute_stats(image_batches(source, num, seed, batch_size, class_idx))
     spectrum, size = calc_spectrum(image_batches(source, num, seed, batch_size, class_idx), mean,
