@@ -61,6 +61,9 @@ def _describe_error(e):
         return _one_line(e)
     first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
     first = re.sub(r"^\{\{[^}]*\}\}\s*", "", first)     # TensorFlow's "{{function_node ...}}"
+    wrapped = re.match(r"(DatasetError|CorruptImageError|ImageModeError|ValueError): (.+)", first)
+    if wrapped:         # one of our errors, raised inside a tf.data / tf.numpy_function step
+        return wrapped.group(2)
     return (f"{type(e).__name__}: {first} (unexpected; run with --debug or SG3KERAS_DEBUG=1 "
             "for the traceback)")
 

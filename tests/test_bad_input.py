@@ -482,6 +482,24 @@ def test_unexpected_errors_are_one_line_and_debug_shows_them(files, monkeypatch)
         assert isinstance(r.exception, RuntimeError), (r.exception, r.stderr)
 
 
+def test_damage_found_only_while_training_is_one_line(tmp_path):
+    """A member damaged past the part the header check reads fails inside tf.data; the CLI's
+    line is the reader's own message, without TensorFlow's wrapping."""
+    from sg3keras.cli import _describe_error
+    from sg3keras.data import ImageDataset
+    png = _png(np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    data = bytearray(_zip(tmp_path / "big.zip", {"a.png": png, "b.png": png}).read_bytes())
+    data[data.find(png) + len(png) - 2000] ^= 0xFF
+    (tmp_path / "big.zip").write_bytes(bytes(data))
+    ds = ImageDataset(tmp_path / "big.zip")                        # headers are intact
+    with pytest.raises(Exception) as info:
+        for _ in ds.make_tf_dataset(2, shuffle=False, repeat=False):
+            pass
+    assert _describe_error(info.value) == (
+        f"{tmp_path / 'big.zip'}:a.png: cannot read image (damaged zip member (Bad CRC-32 for "
+        "file 'a.png')); expected a readable image file")
+
+
 @pytest.mark.slow     # renders with four tools (about 20 s)
 def test_picture_tools_take_class_for_conditional_networks(files, tmp_path):
     pytest.importorskip("imageio_ffmpeg", reason="MP4 needs imageio-ffmpeg (sg3keras[video])")
