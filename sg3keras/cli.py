@@ -198,19 +198,14 @@ def _TRAIN(name):
     return TrainOptions.__dataclass_fields__[name].default
 
 
-def _check_output(path, flag, force=None):
-    """Fail unless ``path`` can be written: its nearest existing ancestor is a directory and,
-    when ``force`` is a bool, an existing ``path`` is replaced only with ``--force``."""
-    if not path:
-        return
-    full = os.path.abspath(path)
-    parent = os.path.dirname(full)
+def _check_output(path, flag):
+    """Fail before any work unless ``path`` can be created: its nearest existing ancestor must
+    be a directory (whether an existing ``path`` may be replaced is the command's rule)."""
+    parent = os.path.dirname(os.path.abspath(path))
     while parent and not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if parent and not os.path.isdir(parent):
         _fail(f"{flag} {path}: {parent} is a file, expected a directory")
-    if force is False and os.path.lexists(full):
-        _fail(f"{flag} {path}: already exists; pass --force to replace it")
 
 
 @click.group(cls=_Group, context_settings={"show_default": True})

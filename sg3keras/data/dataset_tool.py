@@ -372,6 +372,7 @@ class DatasetWriter:
         self.labels = []
         umask = os.umask(0)
         os.umask(umask)
+        self._tmp = self._zip = None
         try:
             if self.is_zip:
                 fd, self._tmp = tempfile.mkstemp(dir=parent, prefix=".tmp-", suffix=".zip")
@@ -382,7 +383,6 @@ class DatasetWriter:
                 self._tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-dataset-")
                 os.chmod(self._tmp, 0o777 & ~umask)
         except BaseException:
-            self._tmp = None
             self.abort()
             raise
 
@@ -428,13 +428,12 @@ class DatasetWriter:
 
     def abort(self):
         """Remove the temporary output and the parent directories this writer created."""
-        if self._tmp is not None:
-            if self.is_zip:
-                self._zip.close()
-                if os.path.exists(self._tmp):
-                    os.remove(self._tmp)
-            else:
-                shutil.rmtree(self._tmp, ignore_errors=True)
+        if self._zip is not None:
+            self._zip.close()
+        if self._tmp is not None and os.path.isdir(self._tmp):
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        elif self._tmp is not None and os.path.exists(self._tmp):
+            os.remove(self._tmp)
         for d in reversed(self._made):
             try:
                 os.rmdir(d)
