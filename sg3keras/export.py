@@ -360,6 +360,9 @@ def export_savedmodel(G, outdir, name, version=None):
     for ep_name, fn, signature in _endpoints(S):
         archive.add_endpoint(name=ep_name, fn=fn, input_signature=signature)
     tmp = tempfile.mkdtemp(prefix=".export-", dir=model_dir)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)       # mkdtemp's 0700 would survive the rename
     try:
         archive.write_out(tmp, verbose=False)
         if version is not None:
@@ -414,19 +417,25 @@ def export_onnx(G, path):
     return path
 
 
-def export_network(network_path, outdir, name, version=None, fmt="savedmodel"):
+def export_network(network_path, outdir, name, version=None, fmt="savedmodel", force=False):
     """Load ``network_path`` (``.keras``, official ``.pkl`` -> ``G_ema``, or run dir) and export.
 
     ``savedmodel`` -> ``outdir/name/<version>/``; ``keras`` -> ``outdir/name.keras``; ``onnx``
-    -> ``outdir/name.onnx`` (``version`` only applies to ``savedmodel``). Returns the path."""
+    -> ``outdir/name.onnx`` (``version`` only applies to ``savedmodel``; an existing ``.keras`` /
+    ``.onnx`` file is replaced only with ``force``). Returns the path."""
     from sg3keras.inference.networks import load_network
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: expected one of {list(FORMATS)}")
     _check_name(name)
     if fmt != "savedmodel" and version is not None:
         raise ValueError(f"--version applies to --format savedmodel only (got --format {fmt})")
+    path = os.path.join(os.fspath(outdir), f"{name}.{'keras' if fmt == 'keras' else 'onnx'}")
+    if fmt != "savedmodel" and os.path.lexists(path) and not force:
+        raise ValueError(f"--format {fmt}: {path} already exists; pass --force to replace it")
+    if version is not None and os.path.lexists(os.path.join(os.fspath(outdir), name, str(version))):
+        raise FileExistsError(f"--version {version}: {os.path.join(outdir, name, str(version))} "
+                              "already exists; versions are never overwritten")
     G = load_network(network_path, which="G_ema")
     if fmt == "savedmodel":
         return export_savedmodel(G, outdir, name, version=version)
-    path = os.path.join(os.fspath(outdir), f"{name}.{'keras' if fmt == 'keras' else 'onnx'}")
     return export_keras(G, path) if fmt == "keras" else export_onnx(G, path)

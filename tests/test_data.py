@@ -115,8 +115,19 @@ def test_grayscale_float_labels_and_null_labels(tmp_path):
     assert ds.num_channels == 1 and ds.label_dim == 2 and ds.name == "g"
     np.testing.assert_array_equal(ds.get_image(2)[:, :, 0], gray["g2.png"])
     np.testing.assert_array_equal(ds.get_label(2), np.float32([1.0, -1.0]))
-    # One image without a label -> "labels": null, unconditional dataset.
+    # One image without a label: an error naming it (the official tool silently drops every
+    # label); nothing is written.
     src2 = _make_folder(tmp_path / "h", gray, labels={"g0.png": 1, "g1.png": 0})
+    with pytest.raises(DatasetError, match=r"no label for image 'g2.png'.*expected a label"):
+        convert_dataset(src2, tmp_path / "h.zip")
+    assert not os.path.exists(tmp_path / "h.zip")
+    # A label for a file that is not in the source: an error naming it.
+    _write(os.path.join(src2, "dataset.json"),
+           json.dumps({"labels": [[f"g{i}.png", 0] for i in range(4)]}).encode())
+    with pytest.raises(DatasetError, match=r"label for 'g3.png', which is not an image"):
+        convert_dataset(src2, tmp_path / "h.zip")
+    # "labels": null -> unconditional dataset.
+    _write(os.path.join(src2, "dataset.json"), b'{"labels": null}')
     assert convert_dataset(src2, tmp_path / "h.zip")["has_labels"] is False
     ds2 = ImageDataset(tmp_path / "h.zip")
     assert json.loads(ds2.source.read_bytes("dataset.json")) == {"labels": None}
@@ -214,7 +225,7 @@ def test_convert_argument_errors(tmp_path):
         convert_dataset(src, tmp_path / "o.zip", resolution=12)
     with pytest.raises(DatasetError, match="transform"):
         convert_dataset(src, tmp_path / "o.zip", transform="zoom")
-    with pytest.raises(DatasetError, match="requires resolution"):
+    with pytest.raises(DatasetError, match="requires --resolution"):
         convert_dataset(src, tmp_path / "o.zip", transform="center-crop")
     with pytest.raises(DatasetError, match="expected a directory or a .zip"):
         convert_dataset(tmp_path / "missing", tmp_path / "o.zip")
@@ -248,7 +259,7 @@ def test_reader_skip_bad_verify_and_resolution(tmp_path):
     assert ds.names == ["a.png", "e.png"] and ds.num_skipped == {"corrupt": 2, "mode": 1}
     with pytest.raises(DatasetError, match="d.png"):
         ImageDataset(_make_zip(tmp_path / "t.zip", {"d.png": bad["truncated"]}), verify=True)
-    with pytest.raises(DatasetError, match="resolution=16"):
+    with pytest.raises(DatasetError, match="expected 16x16"):
         ImageDataset(_make_zip(tmp_path / "r.zip", {"a.png": _rand((8, 8, 3), 0)}), resolution=16)
 
 

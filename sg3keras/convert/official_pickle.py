@@ -118,23 +118,31 @@ def _source_metadata(where, key, module, out):
                    "augment_p": out["augment_p"]})
 
 
-def convert_pickle(src, dest, networks=("G_ema",)):
+def convert_pickle(src, dest, networks=("G_ema",), force=False):
     """Write official networks as ``.keras`` files; returns the written paths.
 
     One network: ``dest`` is the ``.keras`` file. Several: ``dest`` is a directory receiving
     ``<network>.keras``. Each model records its source in ``model.metadata`` (part of its Keras
-    config), next to the architecture config (resolution, c_dim, ...).
+    config), next to the architecture config (resolution, c_dim, ...). Existing files are
+    replaced only with ``force``; the destination is checked before the pickle is read.
     """
-    nets = load_official_pickle(src, networks=networks)
+    dest = os.fspath(dest)
     if len(networks) == 1:
-        if not str(dest).endswith(".keras"):
+        if not dest.endswith(".keras"):
             raise ValueError(f"DEST {dest}: expected a .keras file name (or use --all with a "
                              "directory)")
-        targets = {networks[0]: os.fspath(dest)}
+        targets = {networks[0]: dest}
     else:
-        os.makedirs(dest, exist_ok=True)
+        if os.path.exists(dest) and not os.path.isdir(dest):
+            raise ValueError(f"DEST {dest}: exists and is not a directory; expected a directory "
+                             "for --all")
         targets = {k: os.path.join(dest, f"{k}.keras") for k in networks}
+    for path in targets.values():
+        if os.path.isdir(path):
+            raise ValueError(f"DEST {path}: is a directory; expected a .keras file name")
+        if os.path.lexists(path) and not force:
+            raise ValueError(f"DEST {path}: already exists; pass --force to replace it")
+    nets = load_official_pickle(src, networks=networks)
     for key, path in targets.items():
         save_keras_atomic(nets[key], path)
     return list(targets.values())
-

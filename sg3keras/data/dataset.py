@@ -48,14 +48,21 @@ __all__ = ["ImageDataset", "DatasetError"]
 _TF_DECODABLE = (".png", ".jpg", ".jpeg", ".bmp")
 
 
-def _parse_labels(raw: Optional[dict], names, where: str):
-    """Raw labels aligned with ``names``: int64 [n] class indices, float32 [n, d], or None."""
+def _parse_labels(raw: Optional[dict], names, where: str, all_names=None):
+    """Raw labels aligned with ``names``: int64 [n] class indices, float32 [n, d], or None.
+
+    Every image needs a label, and every label must name an image file of ``all_names``."""
     if raw is None:
         return None
+    extra = sorted(set(raw) - set(names if all_names is None else all_names))
+    if extra:
+        raise DatasetError(f"{where}: label for {extra[0]!r}, which is not an image file of the "
+                           f"dataset ({len(extra)} such entries); expected one entry per image")
     missing = [n for n in names if n not in raw]
     if missing:
         raise DatasetError(f"{where}: no label for image {missing[0]!r} "
-                           f"({len(missing)} image(s) unlabelled); expected a label for every image")
+                           f"({len(missing)} image(s) unlabelled); expected a label for every "
+                           "image (or \"labels\": null, or train with --cond 0)")
     values = [raw[n] for n in names]
     try:
         arr = np.array(values)
@@ -81,7 +88,8 @@ class ImageDataset:
         use_labels: read ``dataset.json`` labels (False: unconditional, ``label_dim == 0``).
         skip_bad: skip unreadable files and images whose mode is not 'L'/'RGB' (counted in
             ``num_skipped``) instead of raising.
-        verify: decode every image once on open (slow; also catches truncated files).
+        verify: read and decode every image once on open (slow; also catches truncated
+            files and damaged zip members).
 
     Example:
         >>> ds = ImageDataset("ffhq-256.zip")
@@ -99,14 +107,15 @@ class ImageDataset:
         self.num_skipped = {"corrupt": 0, "mode": 0}
         self.names = self._scan(resolution)
         raw = self.source.labels() if use_labels else None
-        self._labels = _parse_labels(raw, self.names, self.source.where("dataset.json"))
+        self._labels = _parse_labels(raw, self.names, self.source.where("dataset.json"),
+                                     self.source.names)
         self._label_dim = 0
         if self._labels is not None:
             is_class = self._labels.dtype == np.int64
             self._label_dim = int(self._labels.max()) + 1 if is_class else self._labels.shape[1]
 
     def _scan(self, resolution):
-        names, first = [], None
+        names, first, first_name = [], None, None
         for name in self.source.names:
             try:
                 w, h, mode = self.source.probe(name, decode=self.verify)
@@ -121,20 +130,26 @@ class ImageDataset:
             where = self.source.where(name)
             if w != h or not is_power_of_two(w):
                 raise DatasetError(f"{where}: image is {w}x{h}; expected a square power-of-two "
-                                   "size (re-create the dataset with sg3keras.data.dataset_tool)")
+                                   "size (re-create the dataset with `sg3keras dataset "
+                                   "--resolution R`)")
             attrs = (w, MODE_CHANNELS[mode])
             if first is None:
-                first = attrs
+                first, first_name = attrs, where
                 if resolution is not None and w != resolution:
-                    raise DatasetError(f"{where}: image is {w}x{h}; expected resolution="
-                                       f"{resolution} (images are never resized)")
+                    raise DatasetError(f"{where}: image is {w}x{h}; expected {resolution}x"
+                                       f"{resolution} (images are never resized; re-create the "
+                                       f"dataset with `sg3keras dataset --resolution "
+                                       f"{resolution}`)")
             elif attrs != first:
                 raise DatasetError(f"{where}: image is {w}x{h} with {attrs[1]} channel(s); "
                                    f"expected {first[0]}x{first[0]} with {first[1]} like the "
-                                   "first image")
+                                   f"first image {first_name} (re-create the dataset with "
+                                   "`sg3keras dataset`, which resizes with --resolution and "
+                                   "skips odd images with --skip-bad)")
             names.append(name)
         if not names:
-            raise DatasetError(f"{self.path}: no usable images found")
+            raise DatasetError(f"{self.path}: no usable images found; expected square "
+                               "power-of-two PNG/JPEG images (see `sg3keras dataset`)")
         self._resolution, self._channels = first
         return names
 
@@ -217,7 +232,7 @@ class ImageDataset:
             return lambda i: tf.io.read_file(tf.gather(paths, i))
 
         def read(i):
-            return np.array(self.source.read_bytes(self.names[int(i)]), dtype=object)
+            return np.array(self.source.read_image_bytes(self.names[int(i)]), dtype=object)
 
         return lambda i: tf.reshape(tf.numpy_function(read, [i], tf.string, stateful=False), [])
 

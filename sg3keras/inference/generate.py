@@ -1,12 +1,31 @@
 """Images from a generator with the official ``gen_images.py`` semantics."""
 
 import os
+import sys
 
 import numpy as np
 
 from sg3keras.utils import make_grid, save_png, to_uint8, z_from_seed
 
-__all__ = ["generate_images", "write_images"]
+__all__ = ["generate_images", "write_images", "check_class"]
+
+
+def check_class(G, class_idx):
+    """The ``--class`` for ``G``: required and in ``0..c_dim-1`` for a conditional network;
+    ignored (with a warning on stderr, returns None) for an unconditional one."""
+    c_dim = int(getattr(G, "c_dim", 0) or 0)
+    if c_dim > 0:
+        if class_idx is None:
+            raise ValueError(f"--class is required: the network is conditional (c_dim={c_dim}); "
+                             f"expected --class 0..{c_dim - 1}")
+        if not 0 <= int(class_idx) < c_dim:
+            raise ValueError(f"--class={class_idx}: expected 0..{c_dim - 1} (the network has "
+                             f"c_dim={c_dim})")
+        return int(class_idx)
+    if class_idx is not None:
+        print(f"warning: --class={class_idx} ignored, the network is unconditional",
+              file=sys.stderr)
+    return None
 
 
 def generate_images(G, seeds, truncation_psi=1.0, class_idx=None, translate=(0.0, 0.0),
@@ -18,13 +37,7 @@ def generate_images(G, seeds, truncation_psi=1.0, class_idx=None, translate=(0.0
     restored afterwards; conditional networks need ``class_idx`` (one-hot label).
     """
     c = None
-    if G.c_dim > 0:
-        if class_idx is None:
-            raise ValueError(f"--class is required: the network is conditional (c_dim={G.c_dim})")
-        if not 0 <= int(class_idx) < G.c_dim:
-            raise ValueError(f"--class={class_idx}: expected 0..{G.c_dim - 1}")
-    elif class_idx is not None:
-        print(f"warning: --class={class_idx} ignored, the network is unconditional")
+    class_idx = check_class(G, class_idx)
     has_transform = hasattr(G, "set_transform") and hasattr(getattr(G, "synthesis", None), "input")
     if not has_transform and (tuple(translate) != (0.0, 0.0) or rotate != 0):
         raise ValueError("--translate/--rotate need a StyleGAN3 network (it has an input transform)")

@@ -6,12 +6,17 @@ import os
 import sys
 import time
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "check_dataset"]
 
 
 def evaluate(network, metric_names, data=None, mirror=False, num_samples=None, gpus=1,
              detector_dir=None, batch_size=4, cpu_replicas=False):
     """Yield one printable line per metric; append ``metric-<name>.jsonl`` beside the network.
+
+    Before anything is evaluated the inputs are checked against each other: metrics that
+    compare with real images (FID, KID, precision/recall) need a dataset of the network's
+    resolution and channel count, and a conditional network needs a dataset with labels of
+    its ``c_dim`` (errors name the flag, the file and what was expected).
 
     Args:
         network: ``.keras`` file, official ``.pkl``, a training run directory, a pretrained
@@ -27,19 +32,30 @@ def evaluate(network, metric_names, data=None, mirror=False, num_samples=None, g
         cpu_replicas: allow ``gpus`` logical CPU replicas on a machine without GPUs.
         detector_dir: directory holding the Inception / VGG16 detector files.
     """
-    from sg3keras.metrics.registry import append_jsonl, calc_metric, is_valid_metric
+    from sg3keras.metrics.registry import (METRICS, append_jsonl, calc_metric, is_valid_metric,
+                                           list_metrics)
     from sg3keras.inference.networks import load_network
 
     bad = [m for m in metric_names if not is_valid_metric(m)]
     if bad:
-        raise ValueError(f"--metrics: unknown metric(s) {bad}")
+        raise ValueError(f"--metrics: unknown metric(s) {bad}; expected names from "
+                         f"{', '.join(list_metrics(True))}")
     run_dir = network if os.path.isdir(network) else os.path.dirname(os.path.abspath(network)) \
         if os.path.isfile(network) else None
+    data_flag = "--data"
     if data is None and run_dir is not None:
         opts_path = os.path.join(run_dir, "training_options.json")
         if os.path.exists(opts_path):
             with open(opts_path) as f:
                 data = json.load(f).get("data")
+            data_flag = f"--data (from {opts_path})"
+    needs_reals = [m for m in metric_names if METRICS[m].kind in _REAL_IMAGE_KINDS]
+    if needs_reals and not data:
+        raise ValueError(f"--metrics {','.join(needs_reals)}: compares with real images; "
+                         "expected --data DATASET (a .zip or folder)")
+    if data and not os.path.exists(data):
+        raise ValueError(f"{data_flag} {data}: no such file or directory; expected a dataset "
+                         ".zip or folder")
     strategy = _strategy(gpus, cpu_replicas)
     # Inside the scope the networks' variables are mirrored onto every replica.
     scope = strategy.scope if strategy is not None else contextlib.nullcontext
@@ -49,6 +65,7 @@ def evaluate(network, metric_names, data=None, mirror=False, num_samples=None, g
     if data:
         from sg3keras.data import ImageDataset
         dataset = ImageDataset(data, use_labels=G.c_dim > 0)
+        check_dataset(G, dataset, bool(needs_reals), where=f"{data_flag} {data}")
     for name in metric_names:
         with scope():
             result = calc_metric(name, G, dataset=dataset, num_samples=num_samples,
@@ -58,6 +75,28 @@ def evaluate(network, metric_names, data=None, mirror=False, num_samples=None, g
         if run_dir is not None:
             append_jsonl(os.path.join(run_dir, f"metric-{name}.jsonl"), result)
         yield json.dumps(result)
+
+
+_REAL_IMAGE_KINDS = ("fid", "kid", "pr")
+
+
+def check_dataset(G, dataset, compares_images=True, where="--data"):
+    """ValueError unless ``dataset`` fits ``G``: labels of ``G.c_dim`` for a conditional
+    network, and (``compares_images``) the network's resolution and channel count."""
+    c_dim = int(getattr(G, "c_dim", 0) or 0)
+    if c_dim > 0 and not dataset.has_labels:
+        raise ValueError(f"{where}: has no labels, but the network is conditional (c_dim={c_dim}); "
+                         "expected a dataset with a dataset.json of labels")
+    if c_dim > 0 and dataset.label_dim != c_dim:
+        raise ValueError(f"{where}: labels have {dataset.label_dim} classes/dimensions; expected "
+                         f"{c_dim} like the network's c_dim")
+    if not compares_images:
+        return
+    want = (int(G.img_resolution), int(G.img_channels))
+    have = (int(dataset.resolution), int(dataset.num_channels))
+    if have != want:
+        raise ValueError(f"{where}: images are {have[0]}x{have[0]} with {have[1]} channel(s); "
+                         f"expected {want[0]}x{want[0]} with {want[1]} like the network")
 
 
 def _strategy(gpus, cpu_replicas=False):

@@ -334,7 +334,7 @@ def append_jsonl(path, result):
     line = (json.dumps(result) + "\n").encode("utf-8")
     if os.path.dirname(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # umask applies
     try:
         os.write(fd, line)
         os.fsync(fd)

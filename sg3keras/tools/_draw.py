@@ -10,6 +10,7 @@ import io
 
 import numpy as np
 
+from sg3keras.inference.generate import check_class
 from sg3keras.utils import atomic_write_bytes, save_png, z_from_seed
 
 __all__ = ["panel", "display_range", "heat_panel", "upscale", "hstack", "vstack", "caption",
@@ -164,13 +165,12 @@ def save_figure(fig, path, dpi=100):
 # Generator calls shared by the tools (official ``gen_images.py`` / ``gen_video.py`` semantics).
 
 def labels_for(G, n, class_idx=None):
-    """``None`` for unconditional ``G``; else ``n`` one-hot rows of ``class_idx`` (required)."""
+    """``None`` for unconditional ``G`` (``class_idx`` ignored); else ``n`` one-hot rows of
+    ``class_idx`` (required, :func:`sg3keras.inference.generate.check_class`)."""
     c_dim = int(getattr(G, "c_dim", 0) or 0)
     if c_dim == 0:
         return None
-    if class_idx is None or not 0 <= int(class_idx) < c_dim:
-        raise ValueError(f"class_idx: the network is conditional (c_dim={c_dim}); expected a "
-                         f"class index in 0..{c_dim - 1}, got {class_idx!r}")
+    class_idx = check_class(G, class_idx)
     c = np.zeros([n, c_dim], np.float32)
     c[:, int(class_idx)] = 1
     return c
@@ -198,8 +198,8 @@ def input_transform(G, what="this tool"):
     try:
         return G.synthesis.input.transform
     except AttributeError:
-        raise ValueError(f"{what} needs a StyleGAN3 network (one with an input transform, "
-                         f"G.synthesis.input.transform); got {type(G).__name__}") from None
+        raise ValueError(f"{what} needs a StyleGAN3 network (one with an input transform); "
+                         f"got a {type(G).__name__}") from None
 
 
 @contextlib.contextmanager

@@ -41,7 +41,7 @@ def equivariance_case(G, ws, kind, param):
     """
     res = int(G.img_resolution)
     eye = np.eye(3, dtype=np.float32)
-    with saved_transform(G, "equivariance_maps") as var:
+    with saved_transform(G, "eqmap") as var:
         var.assign(eye)
         orig = synthesize(G, ws)
         m = eye.copy()
@@ -89,7 +89,6 @@ def equivariance_maps(G, outdir, seed=0, translate_int=(0.125, -0.0625),
     Returns:
         dict ``psnr`` ({kind: dB}) and ``paths``.
     """
-    os.makedirs(outdir, exist_ok=True)
     res = int(G.img_resolution)
     scale = default_scale(res) if scale is None else int(scale)
     params = {"int": translate_int, "frac": translate_frac, "rot": rotate_deg}

@@ -2,7 +2,8 @@
 
 Images are taken in the uint8 value range: dataset pixels as stored, generator outputs as
 ``img * 127.5 + 128`` (float, not clamped or quantised). ``z`` of generated image ``idx`` is
-``RandomState(seed + idx).randn(z_dim)`` (then a random class for conditional networks).
+``RandomState(seed + idx).randn(z_dim)`` (then, for conditional networks, a random class from
+the same stream, or the fixed ``class_idx``).
 
 Spectrum (:func:`calc_spectrum`): whiten with the global mean/std, multiply by a 2-D Kaiser
 window normalised to unit energy, zero-pad to ``interp * size``, average ``|FFT|^2`` over
@@ -14,6 +15,7 @@ import os
 
 import numpy as np
 
+from sg3keras.inference.generate import check_class
 from sg3keras.tools._draw import pyplot, save_figure, synthesize
 from sg3keras.utils import atomic_write_bytes
 
@@ -22,9 +24,13 @@ __all__ = ["generator_batches", "dataset_batches", "image_batches", "compute_sta
            "spectrum_slices", "plot_heatmap", "plot_slices", "write_spectra"]
 
 
-def generator_batches(G, num, seed=0, batch_size=8, truncation_psi=1.0):
-    """Yield float64 NHWC batches of ``num`` generated images in the uint8 value range."""
+def generator_batches(G, num, seed=0, batch_size=8, truncation_psi=1.0, class_idx=None):
+    """Yield float64 NHWC batches of ``num`` generated images in the uint8 value range.
+
+    A conditional network gets a random class per image, or ``class_idx`` for all."""
     c_dim = int(getattr(G, "c_dim", 0) or 0)
+    if c_dim > 0 and class_idx is not None:
+        class_idx = check_class(G, class_idx)
     for start in range(0, int(num), int(batch_size)):
         idx = range(start, min(start + int(batch_size), int(num)))
         rnds = [np.random.RandomState(int(seed) + i) for i in idx]
@@ -32,7 +38,8 @@ def generator_batches(G, num, seed=0, batch_size=8, truncation_psi=1.0):
         c = None
         if c_dim > 0:
             c = np.zeros([len(rnds), c_dim], np.float32)
-            c[np.arange(len(rnds)), [r.randint(c_dim) for r in rnds]] = 1
+            classes = [r.randint(c_dim) for r in rnds]
+            c[np.arange(len(rnds)), classes if class_idx is None else class_idx] = 1
         ws = G.mapping(z, c, truncation_psi=truncation_psi)
         yield synthesize(G, ws, batch_size).astype(np.float64) * 127.5 + 128
 
@@ -43,8 +50,9 @@ def dataset_batches(dataset, num=None, batch_size=64):
         yield batch.astype(np.float64)
 
 
-def image_batches(source, num=None, seed=0, batch_size=8):
-    """Batches from a dataset path / ``ImageDataset`` or a generator (``num`` required)."""
+def image_batches(source, num=None, seed=0, batch_size=8, class_idx=None):
+    """Batches from a dataset path / ``ImageDataset`` or a generator (``num`` required;
+    ``class_idx``: see :func:`generator_batches`)."""
     if isinstance(source, (str, os.PathLike)):
         from sg3keras.data import ImageDataset
         source = ImageDataset(source, use_labels=False)
@@ -52,7 +60,7 @@ def image_batches(source, num=None, seed=0, batch_size=8):
         return dataset_batches(source, num, max(int(batch_size), 1))
     if num is None:
         raise ValueError("num: the number of generated images is required for a generator")
-    return generator_batches(source, num, seed, batch_size)
+    return generator_batches(source, num, seed, batch_size, class_idx=class_idx)
 
 
 def compute_stats(batches):
@@ -189,21 +197,20 @@ def plot_slices(spectra, path, smooth=0.0, dpi=100):
 
 
 def write_spectra(source, outdir, name="spectrum", num=None, seed=0, beta=8, interp=4,
-                  batch_size=8, mean=None, std=None):
+                  batch_size=8, mean=None, std=None, class_idx=None):
     """Stats, spectrum, ``{name}.npz``, ``{name}-heatmap.png`` and ``{name}-slices.png``.
 
     ``source``: dataset path / ``ImageDataset`` (``num`` = None: all images) or generator
-    (``num`` required). ``mean``/``std`` default to the source's own statistics (the official
+    (``num`` required; ``class_idx``: see :func:`generator_batches`). ``mean``/``std`` default to the source's own statistics (the official
     tool lets you pass another source's, e.g. the dataset's for a generator).
 
     Returns:
         dict ``mean``, ``std``, ``image_size``, ``paths``, ``spectrum``.
     """
-    os.makedirs(outdir, exist_ok=True)
     if mean is None or std is None:
-        mean, std = compute_stats(image_batches(source, num, seed, batch_size))
-    spectrum, size = calc_spectrum(image_batches(source, num, seed, batch_size), mean, std,
-                                   beta, interp)
+        mean, std = compute_stats(image_batches(source, num, seed, batch_size, class_idx))
+    spectrum, size = calc_spectrum(image_batches(source, num, seed, batch_size, class_idx), mean,
+                                   std, beta, interp)
     base = os.path.join(outdir, name)
     paths = [save_spectrum(base + ".npz", spectrum, size),
              plot_heatmap(spectrum, base + "-heatmap.png", size, title=f"{name} ({size}px)"),

@@ -121,7 +121,6 @@ def write_sticking(G, outdir, seed=0, seeds=None, num=64, radius=0.2, space="z",
     Returns:
         dict with ``paths``, ``hf_average``, ``hf_central`` (see :func:`high_frequency_energy`).
     """
-    os.makedirs(outdir, exist_ok=True)
     res = int(G.img_resolution)
     scale = default_scale(res) if scale is None else int(scale)
     avg, central = neighbourhood_average(G, seed, num, radius, space, truncation_psi, class_idx)

@@ -74,7 +74,8 @@ def keyframe_seeds(seeds, grid=(1, 1), num_keyframes=None, shuffle_seed=None):
     if num_keyframes is None:
         if len(seeds) % (gw * gh) != 0:
             raise ValueError(f"--seeds: {len(seeds)} seeds do not divide evenly among the "
-                             f"{gw}x{gh} grid cells; pass num_keyframes")
+                             f"{gw}x{gh} grid cells; expected a multiple of {gw * gh} seeds, "
+                             "or pass --num-keyframes")
         num_keyframes = len(seeds) // (gw * gh)
     num_keyframes = int(num_keyframes)
     if num_keyframes < 1:
@@ -188,11 +189,12 @@ def render_transform_video(G, seed, output, translate_path="circle", rotate_path
         raise ValueError(f"frames: expected >= 1, got {frames}")
     require_video_support()
     if not hasattr(G, "set_transform"):
-        raise ValueError("render_transform_video needs a StyleGAN3 generator (set_transform)")
+        raise ValueError(f"--translate-path/--rotate-path needs a StyleGAN3 network (one with an "
+                         f"input transform); got a {type(G).__name__}")
     ws = ws_from_seeds(G, [seed], truncation_psi, class_idx)
     params = [transform_path(f / int(frames), translate_path, rotate_path, radius, max_rotate)
               for f in range(int(frames))]
-    with saved_transform(G, "render_transform_video"):
+    with saved_transform(G, "--translate-path/--rotate-path"):
         def gen():
             for tr, rot in params:
                 G.set_transform(translate=tr, rotate=rot)

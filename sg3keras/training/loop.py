@@ -218,7 +218,7 @@ def _plan(opts, given, log=print):
     return opts, True, data_moved, _finished(opts.resume, opts)
 
 
-def _prepare(opts, given, init, continuing, data_moved):
+def _prepare(opts, given, init, continuing, data_moved, verify=False):
     """``(opts, dataset, resolved cfg, cfg name)``: the dataset checked against the options (and
     against the fine-tuned network), the architecture from the preset, from ``X``, or from the
     record of a fine-tuned run being continued."""
@@ -229,7 +229,8 @@ def _prepare(opts, given, init, continuing, data_moved):
         with open(os.path.join(opts.resume, RUN_INFO)) as f:
             run_info = json.load(f).get("init")
     if init is not None:
-        dataset = ImageDataset(opts.data, use_labels=opts.cond or init["G_ema"].config.c_dim > 0)
+        dataset = ImageDataset(opts.data, use_labels=opts.cond or init["G_ema"].config.c_dim > 0,
+                               verify=verify)
         finetune.check_compatible(init, opts, given, dataset)
         g_cfg = init["G_ema"].config
         opts = dataclasses.replace(opts, cfg=finetune.cfg_name_of(g_cfg),
@@ -237,11 +238,12 @@ def _prepare(opts, given, init, continuing, data_moved):
                                    ada_kimg=opts.ada_kimg if "ada_kimg" in given
                                    else finetune.FINETUNE_OVERRIDES["ada_kimg"])
     else:
-        dataset = ImageDataset(opts.data, use_labels=opts.cond)
+        dataset = ImageDataset(opts.data, use_labels=opts.cond, verify=verify)
     if data_moved:
         _check_same_data(opts.resume, dataset, opts.data)
     if init is None and opts.cond and not dataset.has_labels:
-        raise ValueError(f"--cond=True but --data {opts.data} has no labels in dataset.json")
+        raise ValueError(f"--cond 1: {opts.data} has no labels (dataset.json missing or "
+                         "\"labels\": null); expected a labelled dataset, or --cond 0")
     cfg = resolve_options(opts, dataset)
     if init is None and run_info is None:
         return opts, dataset, cfg, opts.cfg
@@ -266,7 +268,8 @@ def describe(opts: TrainOptions, given=None):
     if opts.resume and not continuing:
         from sg3keras.training.finetune import load_init_networks
         init = load_init_networks(opts.resume, log=lambda m: None)
-    opts, dataset, cfg, _ = _prepare(opts, given, init, continuing, data_moved)
+    # A dry run reads every image (damaged files show up now, not in the middle of a run).
+    opts, dataset, cfg, _ = _prepare(opts, given, init, continuing, data_moved, verify=True)
     out = {k: (v.to_dict() if hasattr(v, "to_dict") else dataclasses.asdict(v)
                if dataclasses.is_dataclass(v) else v) for k, v in cfg.items()}
     out["options"] = _options_to_json(opts)
