@@ -433,7 +433,9 @@ def train(ctx, dry_run, nobench, **kwargs):
         required = ["outdir", "cfg", "data", "gpus", "batch", "gamma"]
     missing = [f"--{k}" for k in required if kwargs[k] is None]
     if kwargs["outdir"] is not None:
-        _check_output(os.path.join(kwargs["outdir"], "run"), "--outdir")
+        if os.path.exists(kwargs["outdir"]) and not os.path.isdir(kwargs["outdir"]):
+            _fail(f"--outdir {kwargs['outdir']}: a file, expected a directory for the runs")
+        _check_output(kwargs["outdir"], "--outdir")
     if missing:
         _fail(f"Missing option(s) {', '.join(missing)}" + (
             f" (required to fine-tune --resume {resume})" if resume else

@@ -11,9 +11,7 @@ kept apart from stdout) on tiny files made once per module, and checks for every
 
 No row trains: ``train`` rows use ``--dry-run``, which reads (and decodes) every image it
 would train on. One fresh-process run checks what only a real process shows (TensorFlow's
-start-up log lines). Networks given to ``--network`` are ``load_network``'s to report: the rows
-here are those its messages already pass (corrupt or empty ``.keras``/``.pkl`` files and URLs
-get their rows with its next version).
+start-up log lines).
 """
 
 import io
@@ -105,6 +103,11 @@ def _make_files(d):
     (d / "afile.txt").write_text("a file, not a directory\n")
     (d / "empty.pkl").write_bytes(b"")
     (d / "bad.pkl").write_bytes(b"\x89PNG\r\n\x1a\n not a pickle")
+    (d / "empty.keras").write_bytes(b"")
+    (d / "garbage.keras").write_bytes(b"garbage, not a zip\n")
+    tiny_pkl = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "pickle",
+                            "network-snapshot-tiny.pkl")
+    (d / "trunc.pkl").write_bytes(open(tiny_pkl, "rb").read()[:4000])
     os.makedirs(d / "dir.zip")
     os.makedirs(d / "models" / "m" / "1")
 
@@ -118,6 +121,13 @@ def _make_files(d):
         d / "G16c.keras")
     Generator.from_preset("stylegan2", img_resolution=16, channel_base=256, channel_max=16,
                           z_dim=16, w_dim=16).save(d / "G2.keras")
+    (d / "trunc.keras").write_bytes((d / "G16.keras").read_bytes()[:3000])
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    # Network URLs and names go through the download cache: keep it out of the user's.
+    monkeypatch.setenv("SG3KERAS_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +175,21 @@ ROWS = [
      ["rgb", "network-snapshot-*.keras"]),
     ("gen-network-corrupt-pkl", GEN + " --network {D}/bad.pkl",
      ["bad.pkl", "not a network pickle", "expected a pickle"]),
+    ("gen-network-empty-keras", GEN + " --network {D}/empty.keras",
+     ["empty.keras", "is empty", "expected a .keras file"]),
+    ("gen-network-garbage-keras", GEN + " --network {D}/garbage.keras",
+     ["garbage.keras", "not a zip archive", "expected a .keras file"]),
+    ("gen-network-truncated-keras", GEN + " --network {D}/trunc.keras",
+     ["trunc.keras", "not a readable .keras", "expected a .keras file"]),
+    ("gen-network-empty-pkl", GEN + " --network {D}/empty.pkl",
+     ["empty.pkl", "is empty", "expected"]),
+    ("gen-network-truncated-pkl", GEN + " --network {D}/trunc.pkl",
+     ["--network", "trunc.pkl", "expected"]),
+    ("gen-network-unreachable-url", GEN + " --network http://127.0.0.1:9/net.pkl",
+     ["--network http://127.0.0.1:9/net.pkl", "cannot download", "nothing was cached",
+      "curl -L -o"]),
+    ("gen-network-unknown-pretrained-name", GEN + " --network stylegan3-r-afhqv2-512",
+     ["stylegan3-r-afhqv2-512", "did you mean stylegan3-r-afhqv2-512x512"]),
     ("gen-seeds-malformed", "generate --network {D}/G16.keras --seeds x-1 --outdir {O}",
      ["--seeds", "'x-1'", "expected"]),
     ("gen-seeds-empty-range", "generate --network {D}/G16.keras --seeds 5-2 --outdir {O}",
@@ -186,7 +211,8 @@ ROWS = [
     ("gen-outdir-parent-is-a-file", "generate --network {D}/G16.keras --seeds 0 --outdir "
      "{D}/afile.txt/sub", ["--outdir", "afile.txt", "expected a directory"]),
     # --- convert
-    ("usage:convert-src-missing", "convert {D}/nope.pkl {O}.keras", ["nope.pkl", "not exist"]),
+    ("convert-src-missing", "convert {D}/nope.pkl {O}.keras", ["SRC", "nope.pkl",
+                                                               "no such file"]),
     ("convert-src-empty", "convert {D}/empty.pkl {O}.keras",
      ["empty.pkl", "expected a pickle"]),
     ("convert-src-corrupt", "convert {D}/bad.pkl {O}.keras", ["bad.pkl", "expected a pickle"]),

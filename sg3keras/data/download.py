@@ -99,7 +99,8 @@ def download(url, dest=None, *, sha256=None, progress=True, timeout=60.0, log=No
         sha256: expected hex digest, or None.
         progress: draw a progress bar on stderr when it is a terminal.
         timeout: seconds without data before giving up.
-        log: ``callable(str)`` told when a download starts (default: stderr).
+        log: ``callable(str)`` told when a download starts, once the server has answered
+            (default: stderr).
 
     Raises:
         DownloadError: one line naming the URL, the cache path and how to place it by hand.
@@ -121,12 +122,12 @@ def download(url, dest=None, *, sha256=None, progress=True, timeout=60.0, log=No
         raise DownloadError(f"cannot write the download cache {directory} for {url}: "
                             f"{e.strerror or e} (set $SG3KERAS_CACHE to a writable directory)"
                             ) from None
-    (log or (lambda m: print(m, file=sys.stderr)))(f"Downloading {url} -> {dest}")
     received = 0
     try:
         with os.fdopen(fd, "wb") as f:
             req = urllib.request.Request(url, headers={"User-Agent": "sg3keras"})
             with urllib.request.urlopen(req, timeout=timeout) as resp:
+                (log or (lambda m: print(m, file=sys.stderr)))(f"Downloading {url} -> {dest}")
                 length = resp.headers.get("Content-Length")
                 length = int(length) if length and length.isdigit() else None
                 bar = _Progress(os.path.basename(dest), length, progress)

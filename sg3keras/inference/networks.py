@@ -57,7 +57,8 @@ def locate_network(ref, flag="--network"):
         raise NetworkLoadError(f"{flag} {ref}: expected a .keras file, an official .pkl, a "
                                "training run directory, a pretrained name or a URL")
     if os.path.getsize(path) == 0:
-        raise NetworkLoadError(f"{flag} {ref}: the file {path} is empty")
+        raise NetworkLoadError(f"{flag} {ref}: the file {path} is empty; expected a .keras file "
+                               "or an official .pkl")
     return path, kind
 
 
@@ -67,9 +68,10 @@ def _load_keras(path, ref, flag):
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except (zipfile.BadZipFile, EOFError, KeyError, OSError, ValueError, TypeError) as e:
-        raise NetworkLoadError(f"{flag} {ref}: {path} is not a readable .keras network "
-                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-                               ) from None
+        what = "not a zip archive" if not zipfile.is_zipfile(path) else \
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        raise NetworkLoadError(f"{flag} {ref}: {path} is not a readable .keras network ({what}); "
+                               "expected a .keras file saved by sg3keras / Keras 3") from None
 
 
 def load_networks(ref, which=("G_ema",), flag="--network"):
@@ -98,10 +100,14 @@ def load_networks(ref, which=("G_ema",), flag="--network"):
         nets = load_official_pickle(path, networks=tuple(which))
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as e:
         raise NetworkLoadError(f"{flag} {ref}: {path} is not a readable network pickle "
-                               f"({type(e).__name__}: {e})") from None
+                               f"({type(e).__name__}: {e}); expected an official NVIDIA .pkl"
+                               ) from None
     except ValueError as e:
         msg = str(e)
-        raise NetworkLoadError(msg if path in msg else f"{flag} {ref}: {msg}") from None
+        msg = msg if msg.startswith(flag) else f"{flag} {ref}: {msg}"
+        if "expected" not in msg:
+            msg += "; expected an official NVIDIA .pkl"
+        raise NetworkLoadError(msg) from None
     out.update({name: nets[name] for name in which})
     out["official"] = nets
     return out
