@@ -3,7 +3,9 @@
 * :mod:`sg3keras.inference.networks`: :func:`load_network` (``.keras``, official ``.pkl``, or a
   training run directory);
 * :mod:`sg3keras.inference.generate`: :func:`generate_images` / :func:`write_images`
-  (``gen_images.py`` semantics).
+  (``gen_images.py`` semantics);
+* :mod:`sg3keras.inference.projector`: :func:`project` (a real image into W, the method of
+  stylegan2-ada-pytorch's ``projector.py``).
 """
 
 import importlib
@@ -11,7 +13,9 @@ import importlib
 _EXPORTS = {"load_network": "sg3keras.inference.networks",
             "NetworkLoadError": "sg3keras.inference.networks",
             "generate_images": "sg3keras.inference.generate",
-            "write_images": "sg3keras.inference.generate"}
+            "write_images": "sg3keras.inference.generate",
+            "project": "sg3keras.inference.projector",
+            "Projection": "sg3keras.inference.projector"}
 
 __all__ = sorted(_EXPORTS)
 
