@@ -363,3 +363,95 @@ def test_project_errors(tiny_g):
                                         channel_max=16, z_dim=8, w_dim=8),
                   np.zeros([8, 8, 3], np.uint8), num_steps=1, loss="lpips", vgg16=object())
 
+
+# ------------------------------------------------------------------------------------------------
+# Command line (in-process, click's CliRunner).
+
+def _cli(args):
+    from click.testing import CliRunner
+
+    from sg3keras.cli import main
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _png(path):
+    from PIL import Image
+    with Image.open(path) as img:
+        return np.asarray(img)
+
+
+def _one_line_error(result, *fragments):
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    for fragment in fragments:
+        assert fragment in errors[0], result.output
+
+
+@pytest.mark.parametrize("family", ["stylegan3", "stylegan2"])
+def test_cli_project_then_generate_projected_w(tmp_path, tiny_g, tiny_g2, family):
+    from PIL import Image
+
+    G = tiny_g if family == "stylegan3" else tiny_g2
+    net = tmp_path / "net.keras"
+    G.save(net)
+    target = np.asarray(Image.fromarray(_own_image(G, seed=0)).resize((24, 20)))
+    Image.fromarray(target).save(tmp_path / "target.png")
+    video = family == "stylegan3"
+    if video:
+        pytest.importorskip("imageio_ffmpeg", reason="MP4 needs imageio-ffmpeg (sg3keras[video])")
+    out = tmp_path / "out"
+    result = _cli(["project", "--network", net, "--target", tmp_path / "target.png",
+                   "--outdir", out, "--num-steps", 12, "--loss", "mse",
+                   "--save-video" if video else "--no-save-video"])
+    assert result.exit_code == 0, result.output
+    assert "target target.png 24x20 -> center crop 20x20 -> Lanczos 16x16" in result.output
+    expected = {"target.png", "proj.png", "projected_w.npz"} | ({"proj.mp4"} if video else set())
+    assert set(os.listdir(out)) == expected
+    with np.load(out / "projected_w.npz") as data:
+        assert data["w"].shape == (1, G.num_ws, 8)
+        noise_keys = sorted(k for k in data.files if k.startswith("noise."))
+    assert noise_keys == sorted(f"noise.{n}" for n, _ in getattr(
+        G.synthesis, "noise_inputs", lambda: [])())
+    if video:
+        import imageio
+        reader = imageio.v2.get_reader(str(out / "proj.mp4"), format="FFMPEG")
+        frames = [f for f in reader]
+        reader.close()
+        assert len(frames) == 12 and frames[0].shape == (16, 32, 3)
+        err = np.abs(frames[-1][:, :16].astype(float) - _png(out / "target.png")).mean()
+        assert err < 12, err                    # left half: the target (lossy H.264)
+    result = _cli(["generate", "--network", net, "--projected-w", out / "projected_w.npz",
+                   "--outdir", tmp_path / "gen", "--trunc", 0.7])
+    assert result.exit_code == 0, result.output
+    assert "--trunc is ignored" in result.output
+    np.testing.assert_array_equal(_png(tmp_path / "gen" / "proj00.png"), _png(out / "proj.png"))
+    if family == "stylegan2":
+        assert "optimised noise buffers" in result.output
+
+
+def test_cli_project_and_projected_w_errors(tmp_path, tiny_g):
+    net = tmp_path / "net.keras"
+    tiny_g.save(net)
+    keras.utils.set_random_seed(0)
+    Generator.from_preset("stylegan3-t", img_resolution=16, channel_base=256, channel_max=16,
+                          z_dim=8, w_dim=8, c_dim=3).save(tmp_path / "cond.keras")
+    (tmp_path / "notes.txt").write_text("not an image")
+    from PIL import Image
+    Image.fromarray(np.zeros([16, 16, 3], np.uint8)).save(tmp_path / "t.png")
+    base = ["project", "--outdir", tmp_path / "out", "--num-steps", 2, "--no-save-video"]
+    _one_line_error(_cli(base + ["--network", net, "--target", tmp_path / "notes.txt"]),
+                    "notes.txt: not an image")
+    _one_line_error(_cli(base + ["--network", tmp_path / "cond.keras", "--target",
+                                 tmp_path / "t.png", "--loss", "mse"]), "--class is required")
+    url = "http://127.0.0.1:9/vgg16.pkl"
+    _one_line_error(_cli(base + ["--network", net, "--target", tmp_path / "t.png",
+                                 "--vgg16", url]), url, "--loss mse")
+    assert not os.path.exists(tmp_path / "out" / "proj.png")
+    _one_line_error(_cli(["generate", "--network", net, "--outdir", tmp_path / "g"]),
+                    "--seeds", "--projected-w")
+    np.savez(tmp_path / "bad.npz", w=np.zeros([2, 3, 8], np.float32))
+    _one_line_error(_cli(["generate", "--network", net, "--outdir", tmp_path / "g",
+                          "--projected-w", tmp_path / "bad.npz"]),
+                    f"expected [N, {tiny_g.num_ws}, 8]")
