@@ -21,7 +21,7 @@ import click
 _TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from sg3keras.config import PRESETS, TrainOptions
+from sg3keras.config import PRESETS, ProjectConfig, TrainOptions
 
 # Commands that never import TensorFlow (no start-up import for them).
 _NO_TENSORFLOW = {"dataset", "layers"}
@@ -239,7 +239,8 @@ def main(debug):
 
 @main.command()
 @click.option("--network", "network", required=True, help=_NETWORK_HELP)
-@click.option("--seeds", required=True, help="List of seeds, e.g. '0,1,4-6'")
+@click.option("--seeds", default=None, help="List of seeds, e.g. '0,1,4-6' [required unless "
+              "--projected-w]")
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True,
               help="Truncation psi")
 @click.option("--class", "class_idx", type=click.IntRange(min=0), default=None,
@@ -252,11 +253,18 @@ def main(debug):
               help="Output folder (seedNNNN.png files of the same name are replaced, as "
                    "gen_images.py does)")
 @click.option("--grid", is_flag=True, help="Write one grid.png instead of one PNG per seed")
+@click.option("--projected-w", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Render the w's of a projected_w.npz (sg3keras project) as projNN.png")
 def generate(network, seeds, truncation_psi, class_idx, noise_mode, translate, rotate, outdir,
-             grid):
+             grid, projected_w):
     """Generate images (official gen_images.py flags and semantics)."""
     from sg3keras.inference.generate import generate_images, write_images
     from sg3keras.inference.networks import load_network
+    if projected_w:
+        return _generate_projected(network, projected_w, outdir, noise_mode, seeds,
+                                   truncation_psi)
+    if seeds is None:
+        _fail("Missing option '--seeds' (or give --projected-w)")
     try:
         seeds, translate = parse_range(seeds), parse_vec2(translate)
         _check_output(outdir, "--outdir")
@@ -266,6 +274,67 @@ def generate(network, seeds, truncation_psi, class_idx, noise_mode, translate, r
     except ValueError as e:
         _fail(e)
     for p in write_images(images, seeds, outdir, grid=grid):
+        click.echo(p)
+
+
+def _generate_projected(network, projected_w, outdir, noise_mode, seeds, truncation_psi):
+    """``generate --projected-w``: one projNN.png per w in the file (official semantics)."""
+    from sg3keras.inference.networks import load_network
+    from sg3keras.inference.projector import render_projected_w
+    for flag, given in (("--seeds", seeds is not None), ("--trunc", truncation_psi != 1.0)):
+        if given:
+            click.echo(f"note: {flag} is ignored with --projected-w", err=True)
+    try:
+        paths, note = render_projected_w(load_network(network), projected_w, outdir, noise_mode)
+    except ValueError as e:
+        _fail(e)
+    if note:
+        click.echo(f"note: {note}", err=True)
+    for p in paths:
+        click.echo(p)
+
+
+@main.command()
+@click.option("--network", required=True, help=_NETWORK_HELP)
+@click.option("--target", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Target image file (center-cropped and resized to the network's resolution)")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False))
+@click.option("--num-steps", type=click.IntRange(min=1), default=ProjectConfig.num_steps,
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--save-video/--no-save-video", default=True, show_default=True,
+              help="Write proj.mp4 (target beside each step's image)")
+@click.option("--loss", type=click.Choice(["lpips", "mse"]), default="lpips", show_default=True,
+              help="lpips: NVIDIA's VGG16 LPIPS; mse: pixel distance (offline)")
+@click.option("--vgg16", default=None, help="Path or URL of NVIDIA's vgg16.pkl [default: "
+              "detector search path, download cache, then NVIDIA's URL]")
+@click.option("--class", "class_idx", type=int, default=None, help="Class label (conditional nets)")
+def project(network, target, outdir, num_steps, seed, save_video, loss, vgg16, class_idx):
+    """Project an image into W (stylegan2-ada-pytorch projector.py method)."""
+    import contextlib
+
+    from sg3keras.inference.networks import load_network
+    from sg3keras.inference.projector import project as run, save_projection
+    from sg3keras.tools.video import require_video_support, write_projection_video
+    bar = click.progressbar(length=num_steps, label="Projecting", file=sys.stderr,
+                            item_show_func=lambda d: None if d is None else f"dist {d:.4g}")
+    try:
+        if save_video:
+            require_video_support()
+        G = load_network(network)
+        with contextlib.ExitStack() as stack:
+            def progress(step, _, dist):
+                if step == 0:
+                    stack.enter_context(bar)
+                bar.update(1, dist)
+            result = run(G, target, num_steps, loss, vgg16, seed, class_idx, progress=progress,
+                         log=click.echo)
+        paths = save_projection(G, result, outdir)
+        if save_video:
+            paths.append(write_projection_video(G, result, os.path.join(outdir, "proj.mp4")))
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        _fail(e)
+    for p in paths:
         click.echo(p)
 
 

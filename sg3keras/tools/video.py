@@ -9,11 +9,12 @@ import os
 
 import numpy as np
 
+from sg3keras.config import ProjectConfig
 from sg3keras.tools._draw import saved_transform, synthesize, ws_from_seeds
 from sg3keras.utils import atomic_path, make_grid, to_uint8
 
 __all__ = ["require_video_support", "keyframe_seeds", "interpolate_ws", "render_video",
-           "transform_path", "render_transform_video"]
+           "transform_path", "render_transform_video", "write_projection_video"]
 
 _BITRATE = "12M"      # official gen_video.py encoder settings
 _CODEC = "libx264"
@@ -38,14 +39,14 @@ def require_video_support():
     return imageio
 
 
-def _write_mp4(output, frames, fps):
+def _write_mp4(output, frames, fps, bitrate=_BITRATE):
     """Encode an iterable of uint8 ``[H, W, 3]`` frames to ``output`` atomically; returns count."""
     imageio = require_video_support()
     output = os.fspath(output)
     count = 0
     with atomic_path(output, suffix=".mp4") as tmp:
         writer = imageio.v2.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec=_CODEC,
-                                       bitrate=_BITRATE, macro_block_size=2)
+                                       bitrate=bitrate, macro_block_size=2)
         try:
             for frame in frames:
                 frame = np.asarray(frame)
@@ -200,4 +201,32 @@ def render_transform_video(G, seed, output, translate_path="circle", rotate_path
                 G.set_transform(translate=tr, rotate=rot)
                 yield to_uint8(synthesize(G, ws, batch_size)[0])
         _write_mp4(output, gen(), fps)
+    return output
+
+
+def write_projection_video(G, projection, output, fps=ProjectConfig.video_fps,
+                           bitrate=ProjectConfig.video_bitrate, batch_size=8):
+    """The projector's ``proj.mp4``: frame ``i`` is the target beside the image of step ``i``'s
+    ``w`` (with the final optimised noise buffers, as the official video).
+
+    Args:
+        G: the projected network.
+        projection: a :class:`sg3keras.inference.projector.Projection`.
+        output: MP4 path (written atomically).
+        fps, bitrate: encoder settings (official: 10 fps, libx264 at 16 Mbit/s).
+        batch_size: frames synthesised per generator call.
+
+    Returns:
+        ``output``.
+    """
+    from sg3keras.inference.projector import render_ws
+
+    require_video_support()
+
+    def frames():
+        for i in range(0, len(projection.ws), batch_size):
+            for img in render_ws(G, projection.ws[i:i + batch_size], projection.noise):
+                yield np.concatenate([projection.target, img], axis=1)
+
+    _write_mp4(output, frames(), fps, bitrate=bitrate)
     return output
