@@ -347,6 +347,18 @@ def test_lpips_projection_reduces_the_distance(tiny_g, tiny_vgg):
     assert d_end[0] < 0.5 * d_start[0]
 
 
+@needs_torch
+def test_grayscale_network_with_lpips(tiny_vgg):
+    keras.utils.set_random_seed(2)
+    G = Generator.from_preset("stylegan3-t", img_resolution=16, channel_base=256, channel_max=16,
+                              z_dim=8, w_dim=8, img_channels=1)
+    target = _own_image(G, seed=0)
+    assert target.shape == (16, 16, 1)
+    proj = P.project(G, target, num_steps=3, loss="lpips", vgg16=str(tiny_vgg[0]))
+    assert proj.ws.shape == (3, G.num_ws, 8) and np.all(np.isfinite(proj.dist))
+    assert proj.target.shape == (16, 16, 1)
+
+
 def test_project_errors(tiny_g):
     keras.utils.set_random_seed(0)
     cond = Generator.from_preset("stylegan3-t", img_resolution=16, channel_base=256,

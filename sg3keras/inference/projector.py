@@ -1,6 +1,8 @@
 """Projecting a real image into W (the method of stylegan2-ada-pytorch's ``projector.py``).
 
-Finds the ``w`` whose image is closest to a target photo, for StyleGAN3 and StyleGAN2 networks:
+Finds the ``w`` whose image is closest to a target photo, for StyleGAN3 and StyleGAN2 networks
+(projection as in Karras et al., "Analyzing and Improving the Image Quality of StyleGAN", 2020,
+Section 5, with the settings of the stylegan2-ada-pytorch release):
 
 1. Target: open with PIL, convert to the network's colour mode, center-crop to a square
    (``((w - s) // 2, (h - s) // 2)`` of side ``s = min(w, h)``) and resize to the network's
