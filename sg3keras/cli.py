@@ -298,17 +298,20 @@ def _generate_projected(network, projected_w, outdir, noise_mode, seeds, truncat
 @click.option("--network", required=True, help=_NETWORK_HELP)
 @click.option("--target", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Target image file (center-cropped and resized to the network's resolution)")
-@click.option("--outdir", required=True, type=click.Path(file_okay=False))
+@click.option("--outdir", required=True, type=click.Path(file_okay=False),
+              help="Output folder (target.png, proj.png, projected_w.npz, proj.mp4 are replaced)")
 @click.option("--num-steps", type=click.IntRange(min=1), default=ProjectConfig.num_steps,
-              show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+              show_default=True, help="Optimization steps")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the w statistics' latents and of the noise draws")
 @click.option("--save-video/--no-save-video", default=True, show_default=True,
               help="Write proj.mp4 (target beside each step's image)")
 @click.option("--loss", type=click.Choice(["lpips", "mse"]), default="lpips", show_default=True,
               help="lpips: NVIDIA's VGG16 LPIPS; mse: pixel distance (offline)")
 @click.option("--vgg16", default=None, help="Path or URL of NVIDIA's vgg16.pkl [default: "
               "detector search path, download cache, then NVIDIA's URL]")
-@click.option("--class", "class_idx", type=int, default=None, help="Class label (conditional nets)")
+@click.option("--class", "class_idx", type=click.IntRange(min=0), default=None,
+              help="Class label (required for conditional networks)")
 def project(network, target, outdir, num_steps, seed, save_video, loss, vgg16, class_idx):
     """Project an image into W (stylegan2-ada-pytorch projector.py method)."""
     import contextlib
