@@ -47,6 +47,7 @@ def _factories():
         "TF1BilinearResize": lambda: inception.TF1BilinearResize(size=(8, 8)),
         "InceptionConvBN": lambda: inception.InceptionConvBN(filters=4, kernel_size=(3, 3)),
         "ChannelMajorFlatten": lambda: vgg16.ChannelMajorFlatten(),
+        "LPIPSTap": lambda: vgg16.LPIPSTap(4, epsilon=1e-10),
         "DiscriminatorBlock": lambda: discriminator_blocks.DiscriminatorBlock(0, 8, 16, 16, 3),
         "MinibatchStdLayer": lambda: discriminator_blocks.MinibatchStdLayer(group_size=2),
         "DiscriminatorEpilogue": lambda: discriminator_blocks.DiscriminatorEpilogue(
