@@ -40,6 +40,7 @@ from sg3keras.data.dataset_tool import (
     DatasetError,
     ImageModeError,
     ImageSource,
+    check_labels,
     is_power_of_two,
 )
 
@@ -54,15 +55,8 @@ def _parse_labels(raw: Optional[dict], names, where: str, all_names=None):
     Every image needs a label, and every label must name an image file of ``all_names``."""
     if raw is None:
         return None
-    extra = sorted(set(raw) - set(names if all_names is None else all_names))
-    if extra:
-        raise DatasetError(f"{where}: label for {extra[0]!r}, which is not an image file of the "
-                           f"dataset ({len(extra)} such entries); expected one entry per image")
-    missing = [n for n in names if n not in raw]
-    if missing:
-        raise DatasetError(f"{where}: no label for image {missing[0]!r} "
-                           f"({len(missing)} image(s) unlabelled); expected a label for every "
-                           "image (or \"labels\": null, or train with --cond 0)")
+    check_labels(raw, names if all_names is None else all_names, names, where, what="dataset",
+                 unlabelled_hint="\"labels\": null, or train with --cond 0")
     values = [raw[n] for n in names]
     try:
         arr = np.array(values)

@@ -493,19 +493,21 @@ def _check_output(where: str, arr: np.ndarray, first: Optional[tuple]) -> tuple:
     return w, channels
 
 
-def _check_labels(labels: Optional[dict], source_names, names, where: str):
-    """Every converted image has a label and every label names a source image (or no labels)."""
+def check_labels(labels: Optional[dict], all_names, names, where: str, what="source",
+                 unlabelled_hint="\"labels\": null for an unlabelled dataset"):
+    """Every image of ``names`` has a label and every label names an image of ``all_names``
+    (the reader and the dataset tool share this check; ``what`` / ``unlabelled_hint`` word it)."""
     if labels is None:
         return
-    extra = sorted(set(labels) - set(source_names))
+    extra = sorted(set(labels) - set(all_names))
     if extra:
         raise DatasetError(f"{where}: label for {extra[0]!r}, which is not an image file of the "
-                           f"source ({len(extra)} such entries); expected one entry per image")
+                           f"{what} ({len(extra)} such entries); expected one entry per image")
     missing = [n for n in names if n not in labels]
     if missing:
         raise DatasetError(f"{where}: no label for image {missing[0]!r} ({len(missing)} of "
                            f"{len(names)} unlabelled); expected a label for every image (or "
-                           "\"labels\": null for an unlabelled dataset)")
+                           f"{unlabelled_hint})")
 
 
 def convert_dataset(source, dest, resolution=None, transform: Optional[str] = None,
@@ -546,7 +548,7 @@ def _convert(src, dest, width, height, transform, max_images, skip_bad, force):
         raise DatasetError(f"{src.path}: no image files found; expected images with an extension "
                            "PIL can open (.png, .jpg, ...)")
     labels = src.labels()
-    _check_labels(labels, src.names, names, src.where("dataset.json"))
+    check_labels(labels, src.names, names, src.where("dataset.json"))
     labels = labels or {}
     counts = dict(skipped_corrupt=0, skipped_mode=0, skipped_mismatch=0, dropped_too_small=0)
     skipped = []
