@@ -134,10 +134,14 @@ def test_lpips_matches_torchscript(tmp_path, widths, size):
     ours_a = np.asarray(model(a.astype(np.float32)))
     ours_b = np.asarray(model(b.astype(np.float32)))
     assert ours_a.shape == ref_a.shape
-    np.testing.assert_allclose(ours_a, ref_a, rtol=0, atol=1e-5 * np.abs(ref_a).max())
+    # LPIPS divides each pixel's feature vector by its norm over channels; with the tiny widths
+    # (4 channels) a pixel whose activations are nearly all zero amplifies fp32 rounding, and the
+    # rounding depends on the CPU's convolution kernels (seen on CI: 6e-6 against a max of 0.15).
+    # A wrong layer, weight or normalisation moves the features by 1e-2 or more.
+    np.testing.assert_allclose(ours_a, ref_a, rtol=0, atol=1e-4 * np.abs(ref_a).max())
     dist = ((ours_a.astype(np.float64) - ours_b) ** 2).sum(axis=1)
     print("lpips", dist, "torch", ref_dist)
-    np.testing.assert_allclose(dist, ref_dist, rtol=1e-5)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-4)
     assert np.all(ref_dist > 1e-3)                     # distinct images are apart
     same = np.asarray(model(a[:1].astype(np.float32)))
     assert float(((same - ours_a[:1]) ** 2).sum()) < 1e-10
