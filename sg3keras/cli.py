@@ -564,12 +564,16 @@ def metrics(network, metric_names, data, mirror, num_samples, gpus, cpu_replicas
               default="savedmodel", show_default=True,
               help="savedmodel: OUTDIR/NAME/VERSION/; keras, onnx: OUTDIR/NAME.keras|.onnx")
 @click.option("--force", is_flag=True, help="Replace an existing .keras / .onnx file")
-def export(network, outdir, name, version, fmt, force):
+@click.option("--xla", is_flag=True,
+              help="SavedModel with XLA-compiled filter stages: faster, but the server must run "
+                   "with XLA on (TF Serving --xla_cpu_compilation_enabled)")
+def export(network, outdir, name, version, fmt, force, xla):
     """Export a generator for serving (TF Serving SavedModel, .keras or ONNX)."""
     from sg3keras.export import export_network
     _check_output(outdir, "--outdir")
     try:
-        click.echo(export_network(network, outdir, name, version=version, fmt=fmt, force=force))
+        click.echo(export_network(network, outdir, name, version=version, fmt=fmt, force=force,
+                                  xla=xla))
     except (ValueError, OSError, ImportError) as e:
         _fail(e)
 

@@ -1,9 +1,11 @@
 """Export a generator for serving: TF SavedModel (TF Serving layout), ``.keras`` and ONNX.
 
-The SavedModel is plain TensorFlow: the generator is rebuilt with the reference
-``filtered_lrelu`` (``impl="ref"``) so that no XLA-compiled function (``jit_compile=True``, see
-:mod:`sg3keras.ops.xla`) ends up in the graph (XLA ops in a SavedModel fail in TF Serving on
-GPU), and its weights are copied.
+The SavedModel is plain TensorFlow by default: the generator is rebuilt with the polyphase
+``filtered_lrelu`` written as depthwise convolutions (``impl="conv"``) so that no XLA-compiled
+function (``jit_compile=True``, see :mod:`sg3keras.ops.xla`) ends up in the graph (XLA ops in a
+SavedModel fail in TF Serving unless it was started with XLA on), and its weights are copied.
+``xla=True`` (``sg3keras export --xla``) keeps the XLA-fused stages (``impl="fast"``) instead, for
+servers started with ``--xla_cpu_compilation_enabled``.
 Signatures (batch size dynamic everywhere; ``[c]`` only for conditional networks):
 
 * ``serving_default``: ``z`` f32 [N, z_dim], ``truncation_psi`` f32 scalar or [N] [, ``c`` f32
@@ -156,16 +158,18 @@ def _is_stylegan3(G):
     return G.__class__.__name__ == "Generator"
 
 
-def serving_copy(G):
-    """A copy of ``G`` safe for a SavedModel: StyleGAN3 rebuilt with ``impl="ref"`` (no XLA)."""
+def serving_copy(G, xla=False):
+    """A copy of ``G`` for a SavedModel: StyleGAN3 rebuilt with ``impl="conv"`` (no XLA) or,
+    with ``xla``, ``impl="fast"`` (XLA-compiled stages)."""
     if not _is_stylegan3(G):
         return G                       # StyleGAN2: no filtered_lrelu, no XLA
     from sg3keras.models.generator import Generator
-    clone = Generator(G.config, impl="ref", seed=G.seed, name=G.name)
+    impl = "fast" if xla else "conv"
+    clone = Generator(G.config, impl=impl, seed=G.seed, name=G.name)
     src, dst = G.weights, clone.weights
     if [tuple(v.shape) for v in src] != [tuple(v.shape) for v in dst]:
-        raise RuntimeError("serving_copy: the impl='ref' rebuild has different weights than "
-                           "the generator; cannot copy them")
+        raise RuntimeError(f"serving_copy: the impl={impl!r} rebuild has different weights "
+                           "than the generator; cannot copy them")
     clone.set_weights([v.numpy() for v in src])
     return clone
 
@@ -328,11 +332,11 @@ def _publish(tmp, model_dir, version):
     return final
 
 
-def export_savedmodel(G, outdir, name, version=None):
+def export_savedmodel(G, outdir, name, version=None, xla=False):
     """Write ``outdir/name/<version>/`` (``saved_model.pb`` + ``variables/``) for TF Serving.
 
     Steps: check arguments; pick ``version`` (next after the highest numeric subdirectory when
-    None; an existing one is an error); build the XLA-free serving copy; write the
+    None; an existing one is an error); build the serving copy (XLA-free unless ``xla``); write the
     ``keras.export.ExportArchive`` with the signatures listed in the module docstring into a
     hidden temp dir inside ``outdir/name/``; rename it into place (atomic).
 
@@ -341,6 +345,7 @@ def export_savedmodel(G, outdir, name, version=None):
         outdir: base directory (TF Serving ``--model_base_path`` is ``outdir/name``).
         name: model name (directory name).
         version: positive int, or None for the next free number.
+        xla: keep the XLA-compiled ``filtered_lrelu`` stages (the server must run with XLA on).
     Returns the version directory.
     """
     import keras
@@ -355,7 +360,7 @@ def export_savedmodel(G, outdir, name, version=None):
                               "already exists; versions are never overwritten")
     os.makedirs(model_dir, exist_ok=True)
     archive = keras.export.ExportArchive()
-    S = serving_copy(G)
+    S = serving_copy(G, xla=xla)
     archive.track(S)
     for ep_name, fn, signature in _endpoints(S):
         archive.add_endpoint(name=ep_name, fn=fn, input_signature=signature)
@@ -417,7 +422,8 @@ def export_onnx(G, path):
     return path
 
 
-def export_network(network_path, outdir, name, version=None, fmt="savedmodel", force=False):
+def export_network(network_path, outdir, name, version=None, fmt="savedmodel", force=False,
+                   xla=False):
     """Load ``network_path`` (``.keras``, official ``.pkl`` -> ``G_ema``, or run dir) and export.
 
     ``savedmodel`` -> ``outdir/name/<version>/``; ``keras`` -> ``outdir/name.keras``; ``onnx``
@@ -429,6 +435,8 @@ def export_network(network_path, outdir, name, version=None, fmt="savedmodel", f
     _check_name(name)
     if fmt != "savedmodel" and version is not None:
         raise ValueError(f"--version applies to --format savedmodel only (got --format {fmt})")
+    if fmt != "savedmodel" and xla:
+        raise ValueError(f"--xla applies to --format savedmodel only (got --format {fmt})")
     path = os.path.join(os.fspath(outdir), f"{name}.{'keras' if fmt == 'keras' else 'onnx'}")
     if fmt != "savedmodel" and os.path.lexists(path) and not force:
         raise ValueError(f"--format {fmt}: {path} already exists; pass --force to replace it")
@@ -437,5 +445,5 @@ def export_network(network_path, outdir, name, version=None, fmt="savedmodel", f
                               "already exists; versions are never overwritten")
     G = load_network(network_path, which="G_ema")
     if fmt == "savedmodel":
-        return export_savedmodel(G, outdir, name, version=version)
+        return export_savedmodel(G, outdir, name, version=version, xla=xla)
     return export_keras(G, path) if fmt == "keras" else export_onnx(G, path)

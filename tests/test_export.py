@@ -194,6 +194,8 @@ def exported(tmp_path_factory):
             "r": _tiny("stylegan3-r", seed=3),
             "sg2": _tiny_sg2()}
     dirs = {a: export_savedmodel(G, out / "models", a) for a, G in nets.items()}
+    nets["txla"] = nets["t"]                   # sg3keras export --xla: XLA-compiled stages
+    dirs["txla"] = export_savedmodel(nets["t"], out / "models", "txla", xla=True)
     dirs["pkl"] = export_network(PKL, out / "models", "official")
     nets["pkl"] = load_official_pickle(PKL, networks=("G_ema",))["G_ema"]
     rng = np.random.RandomState(7)
@@ -246,10 +248,15 @@ def test_graph_is_stock_tensorflow_without_xla(exported):
     for alias, m in exported["report"]["models"].items():
         assert m["scan"]["nodes"] > 100, alias
         assert m["scan"]["unregistered"] == [], alias
-        assert m["scan"]["xla"] == [], alias
+        if alias == "txla":      # --xla: the filter stages are XLA clusters, on purpose
+            assert any("_XlaMustCompile" in s for s in m["scan"]["xla"]), m["scan"]["xla"]
+        else:
+            assert m["scan"]["xla"] == [], alias
+    for alias in ("t", "r"):     # the default graph filters with depthwise convolutions
+        assert "DepthwiseConv2dNative" in exported["report"]["models"][alias]["scan"]["op_types"]
 
 
-@pytest.mark.parametrize("alias", ["t", "tc", "r", "sg2", "pkl"])
+@pytest.mark.parametrize("alias", ["t", "tc", "r", "sg2", "pkl", "txla"])
 def test_signatures_reproduce_keras(exported, alias):
     got, want = exported["got"], exported["want"]
     errors = exported["report"]["models"][alias]["errors"]
@@ -351,6 +358,8 @@ def test_export_network_bad_arguments(tmp_path):
         export_network(PKL, tmp_path, "m", fmt="zip")
     with pytest.raises(ValueError, match="--version applies to --format savedmodel only"):
         export_network(PKL, tmp_path, "m", version=2, fmt="keras")
+    with pytest.raises(ValueError, match="--xla applies to --format savedmodel only"):
+        export_network(PKL, tmp_path, "m", fmt="onnx", xla=True)
     with pytest.raises(NetworkLoadError, match="no such file"):
         export_network(tmp_path / "missing.pkl", tmp_path, "m")
 

@@ -31,7 +31,7 @@ def _case(name):
     return args, {k: c[k] for k in KW}, nchw_to_nhwc(d[name + "/y"])
 
 
-@pytest.mark.parametrize("impl", ["ref", "fast"])
+@pytest.mark.parametrize("impl", ["ref", "fast", "conv"])
 @pytest.mark.parametrize("name", [c["name"] for c in CASES])
 def test_matches_fixture(name, impl):
     args, kw, ref = _case(name)
@@ -72,11 +72,41 @@ def test_fast_matches_ref_values_and_gradients(name, mode):
         np.testing.assert_array_less(np.abs(got[2] - want[2]), bound + 1e-6, err_msg="db")
 
 
+@pytest.mark.parametrize("name", ["t32_L13_32_16", "r32_L5_52_32", "clamp_small",
+                                  "padding_xy_up3_down1"])
+def test_conv_matches_ref_values_and_gradients(name):
+    """impl="conv" has no hand-written backward: TensorFlow differentiates its depthwise
+    convolutions, so training or attribution through an exported graph still works."""
+    args, kw, ref = _case(name)
+    dy = tf.constant(np.random.default_rng(1).standard_normal(ref.shape).astype(np.float32))
+    want = _grads(args, kw, "ref", dy)
+    got = _grads(args, kw, "conv", dy, tf.function)
+    for g, w, what in zip(got, want, ("y", "dx", "db")):
+        np.testing.assert_allclose(g, w, rtol=0, atol=2e-5 * max(1.0, np.abs(w).max()),
+                                   err_msg=what)
+
+
+def test_conv_never_uses_xla(monkeypatch):
+    """The export path must not reach the XLA wrappers."""
+    import sg3keras.ops.xla as xla
+    monkeypatch.setattr(xla, "compiled_stage", None)
+    monkeypatch.setattr(xla, "with_custom_gradient", None)
+    args, kw, ref = _case("r32_L5_52_32")
+    fn = tf.function(lambda x: filtered_lrelu(x, args["fu"], args["fd"], args["b"], **kw,
+                                              impl="conv"))
+    graph = fn.get_concrete_function(tf.constant(args["x"])).graph.as_graph_def()
+    ops_used = {n.op for n in graph.node} | {n.op for f in graph.library.function
+                                             for n in f.node_def}
+    assert "DepthwiseConv2dNative" in ops_used
+    assert not any("Xla" in o or "PartitionedCall" in o for o in ops_used), sorted(ops_used)
+    np.testing.assert_allclose(fn(tf.constant(args["x"])).numpy(), ref, atol=1e-5)
+
+
 def test_fast_2d_up_filter_matches_ref_and_separable():
     args, kw, _ = _case("t32_L5_52_32")
     fu2 = np.outer(args["fu"], args["fu"]).astype(np.float32)
     sep = np.asarray(filtered_lrelu(**args, **kw, impl="fast"))
-    for impl in ("ref", "fast"):
+    for impl in ("ref", "fast", "conv"):
         y = np.asarray(filtered_lrelu(args["x"], fu2, args["fd"], args["b"], **kw, impl=impl))
         np.testing.assert_allclose(y, sep, rtol=0, atol=1e-5, err_msg=impl)
 
@@ -91,7 +121,7 @@ def test_fast_never_calls_ref(monkeypatch):
                                atol=1e-5)
 
 
-@pytest.mark.parametrize("impl", ["ref", "fast"])
+@pytest.mark.parametrize("impl", ["ref", "fast", "conv"])
 def test_dynamic_batch(impl):
     args, kw, ref = _case("t32_L2_36_32")
     fn = tf.function(lambda x: filtered_lrelu(x, args["fu"], args["fd"], args["b"], **kw,
@@ -102,7 +132,7 @@ def test_dynamic_batch(impl):
 
 
 @pytest.mark.parametrize("dtype,tol", [("float16", 2e-2), ("bfloat16", 1.5e-1)])
-@pytest.mark.parametrize("impl", ["ref", "fast"])
+@pytest.mark.parametrize("impl", ["ref", "fast", "conv"])
 def test_low_precision_runs(dtype, tol, impl):
     args, kw, ref = _case("t32_L5_52_32")
     x = tf.cast(tf.constant(args["x"]), dtype)
@@ -143,9 +173,12 @@ from sg3keras.ops import filtered_lrelu
 assert keras.backend.backend() == "jax"
 d = load_npz("ops", "filtered_lrelu")
 n = "r32_L5_52_32"
-y = filtered_lrelu(nchw_to_nhwc(d[n + "/x"]), d[n + "/fu"], d[n + "/fd"], d[n + "/b"], up=4,
-                   down=2, padding=[-2, -5, -2, -5], clamp=256.0, impl="fast")
-print("MAXERR", float(np.abs(np.asarray(y) - nchw_to_nhwc(d[n + "/y"])).max()))
+err = 0.0
+for impl in ("fast", "conv"):
+    y = filtered_lrelu(nchw_to_nhwc(d[n + "/x"]), d[n + "/fu"], d[n + "/fd"], d[n + "/b"],
+                       up=4, down=2, padding=[-2, -5, -2, -5], clamp=256.0, impl=impl)
+    err = max(err, float(np.abs(np.asarray(y) - nchw_to_nhwc(d[n + "/y"])).max()))
+print("MAXERR", err)
 """
 
 

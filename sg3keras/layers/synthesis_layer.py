@@ -8,7 +8,7 @@ import numpy as np
 from keras import ops
 
 from sg3keras.layers.fully_connected import FullyConnectedLayer
-from sg3keras.ops.filtered_lrelu import filtered_lrelu
+from sg3keras.ops.filtered_lrelu import IMPLS, filtered_lrelu
 from sg3keras.ops.filters import design_lowpass_filter
 from sg3keras.ops.misc import assert_shape, lerp
 from sg3keras.ops.modulated_conv import modulated_conv2d
@@ -45,7 +45,8 @@ class SynthesisLayer(keras.layers.Layer):
         padding: ``[x0, x1, y0, y1]`` padding of the upsampled signal.
         conv_clamp: clamp of the activation output (None = off).
         magnitude_ema_beta: decay of the input magnitude EMA.
-        impl: ``"fast"`` (default) or ``"ref"`` ``filtered_lrelu`` implementation.
+        impl: ``filtered_lrelu`` implementation: ``"fast"`` (default), ``"conv"`` (no XLA) or
+            ``"ref"``.
 
     Call arguments:
         x: ``[N, in_size, in_size, in_channels]``; w: ``[N, w_dim]``;
@@ -76,8 +77,8 @@ class SynthesisLayer(keras.layers.Layer):
             raise ValueError(f"padding: expected [x0, x1, y0, y1], got {padding!r}")
         self.conv_clamp = None if conv_clamp is None else float(conv_clamp)
         self.magnitude_ema_beta = float(magnitude_ema_beta)
-        if impl not in ("fast", "ref"):
-            raise ValueError(f"impl: expected 'fast' or 'ref', got {impl!r}")
+        if impl not in IMPLS:
+            raise ValueError(f"impl: expected one of {list(IMPLS)}, got {impl!r}")
         self.impl = impl
         self.affine = FullyConnectedLayer(self.in_channels, bias_init=1.0, name="affine")
 

@@ -13,6 +13,15 @@ docs/PAPER.md):
   (x first); 2-D filters (e.g. radial down filters) use 2-D tap sums. No zero-stuffed tensor is
   built. On the TensorFlow backend the fast path is compiled with
   ``tf.function(jit_compile=True)`` (:mod:`sg3keras.ops.xla`).
+- ``impl="conv"``: the same polyphase plan written as depthwise convolutions and reshapes only,
+  for graphs that must run without XLA (the exported SavedModel, :mod:`sg3keras.export`). Each
+  1-D pass turns its phases into channels so that one depthwise convolution does the work:
+  upsampling copies the input once per phase along channels and filters each copy with its
+  sub-filter (the result, read as ``[..., Q, up, C]``, is the interleaved signal); downsampling
+  reads ``[..., Q, down, C]`` as ``down * C`` channels, filters each phase with its sub-filter
+  and sums the phases. The H axis is folded into the same form by reading ``[N, H, W, C]`` as
+  ``[N, H, 1, W * C]``. 2-D (radial) down filters split both axes into phases. The lrelu gain
+  is folded into the up filter (``lrelu(g t) = g lrelu(t)`` for ``g > 0``).
 """
 
 import math
@@ -26,7 +35,7 @@ from .upfirdn2d import filter_size, prepare_filter, upfirdn2d
 
 __all__ = ["filtered_lrelu", "filtered_lrelu_fast", "output_size", "IMPLS"]
 
-IMPLS = ("ref", "fast")
+IMPLS = ("ref", "fast", "conv")
 _HALF = ("float16", "bfloat16")
 
 
@@ -76,7 +85,8 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=ma
         slope: negative slope of the lrelu. Default 0.2.
         clamp: None or the clamp bound (applied after the gain).
         flip_filter: correlate instead of convolve. Default False.
-        impl: ``"fast"`` (polyphase, XLA on TensorFlow; default) or ``"ref"``.
+        impl: ``"fast"`` (polyphase, XLA on TensorFlow; default), ``"conv"`` (polyphase as
+            depthwise convolutions, no XLA) or ``"ref"``.
     Returns:
         ``[N, H', W', C]`` with sizes from :func:`output_size`, in ``x.dtype``.
     """
@@ -102,6 +112,8 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=ma
                 clamp=None if clamp is None else float(clamp), flip_filter=bool(flip_filter))
     if impl == "ref":
         return _filtered_lrelu_ref(x, fu, fd, b, **args)
+    if impl == "conv":
+        return filtered_lrelu_conv(x, fu, fd, b, **args)
     fu = None if fu is None else ops.convert_to_tensor(fu, "float32")
     fd = None if fd is None else ops.convert_to_tensor(fd, "float32")
     b = None if b is None else ops.convert_to_tensor(b)
@@ -367,3 +379,113 @@ def filtered_lrelu_fast_grad(dy, x, fu, fd, b, up, down, padding, gain, slope, c
                   axes=axes)
     db = None if b is None else ops.cast(ops.sum(g, axis=[0, 1, 2]), b.dtype)
     return ops.cast(g, x.dtype), db
+
+
+# ------------------------------------------------------------------------------------------------
+# impl="conv": the polyphase plan as depthwise convolutions (no XLA; see the module docstring).
+
+def _depthwise_valid(x, kernel):
+    return ops.depthwise_conv(x, kernel, strides=1, padding="valid", data_format="channels_last")
+
+
+def _phase_kernel(sub, axis, width, c):
+    """Depthwise kernel for ``P`` phases of ``c`` channels from ``sub [P, T]`` (phase p's taps):
+    ``[1, T, P*c, 1]`` along W (``axis=2``) or ``[T, 1, P*width*c, 1]`` along H, where the H
+    pass sees ``width*c`` channels per phase."""
+    p, t = sub.shape
+    per = c if axis == 2 else width * c
+    k = ops.broadcast_to(ops.reshape(ops.transpose(sub), [t, p, 1]), [t, p, per])
+    return ops.reshape(k, [1, t, p * per, 1] if axis == 2 else [t, 1, p * per, 1])
+
+
+def _as_channels(x, axis):
+    """``[N, H, W, C]`` as a tensor whose W axis is the pass axis: itself for W, and
+    ``[N, H, 1, W*C]`` for H."""
+    return x if axis == 2 else ops.reshape(x, [-1, x.shape[1], 1, x.shape[2] * x.shape[3]])
+
+
+def _conv_up_axis(x, g, up, p0, p1, axis):
+    """Up-FIR along ``axis`` with correlation kernel ``g`` (1-D tensor): zero-insert, pad
+    ``(p0, p1)``, correlate; as one depthwise convolution over ``up`` copies of the input."""
+    n_in, w, c = x.shape[axis], x.shape[2], x.shape[3]
+    out_len, q_len, lo, hi, idx = _phase_taps(n_in, int(g.shape[0]), up, p0, p1)
+    x = _crop_pad(x, axis, lo, hi)
+    gz = ops.concatenate([ops.zeros([1], g.dtype), g])
+    sub = ops.take(gz, np.asarray(idx, np.int32) + 1, axis=0)           # [up, T], 0 = no tap
+    xc = _as_channels(x, axis)
+    if up > 1:
+        xc = ops.concatenate([xc] * up, axis=-1)                          # phase-major channels
+    y = _depthwise_valid(xc, _phase_kernel(sub, axis, w, c))
+    shape = [-1, x.shape[1], q_len * up, c] if axis == 2 else [-1, q_len * up, w, c]
+    return _crop_pad(ops.reshape(y, shape), axis, 0, out_len - q_len * up)
+
+
+def _conv_down_axis(x, g, down, axis):
+    """Correlate with ``g`` (1-D tensor) along ``axis`` and keep every ``down``-th sample, as one
+    depthwise convolution over the ``down`` phases read as channels, summed."""
+    k, n_in, w, c = int(g.shape[0]), x.shape[axis], x.shape[2], x.shape[3]
+    q = (n_in - k) // down + 1
+    ta = -(-k // down)
+    x = _crop_pad(x, axis, 0, down * (q + ta - 1) - n_in)
+    sub = ops.reshape(ops.pad(g, [[0, ta * down - k]]), [ta, down])        # [a, r]: g[down*a+r]
+    if axis == 2:
+        xc = ops.reshape(x, [-1, x.shape[1], q + ta - 1, down * c])
+    else:
+        xc = ops.reshape(x, [-1, q + ta - 1, 1, down * w * c])
+    y = _depthwise_valid(xc, _phase_kernel(ops.transpose(sub), axis, w, c))
+    if axis == 2:
+        return ops.sum(ops.reshape(y, [-1, x.shape[1], q, down, c]), axis=3)
+    return ops.reshape(ops.sum(ops.reshape(y, [-1, q, down, w * c]), axis=2), [-1, q, w, c])
+
+
+def _conv_down_2d(x, g, down):
+    """2-D FIR (correlation kernel ``g [K, K]``) kept at every ``down``-th sample of both axes:
+    W phases read as channels, one depthwise convolution per H phase, all phases summed."""
+    kh, kw, c = int(g.shape[0]), int(g.shape[1]), x.shape[3]
+    qh, qw = (x.shape[1] - kh) // down + 1, (x.shape[2] - kw) // down + 1
+    th, tw = -(-kh // down), -(-kw // down)
+    hp, wp = down * (qh + th - 1), down * (qw + tw - 1)
+    x = _crop_pad(_crop_pad(x, 1, 0, hp - x.shape[1]), 2, 0, wp - x.shape[2])
+    g = ops.reshape(ops.pad(g, [[0, th * down - kh], [0, tw * down - kw]]), [th, down, tw, down])
+    x = ops.reshape(x, [-1, hp // down, down, wp // down, down * c])
+    y = None
+    for ry in range(down):
+        k = ops.broadcast_to(ops.reshape(g[:, ry], [th, tw, down, 1, 1]), [th, tw, down, c, 1])
+        t = _depthwise_valid(x[:, :, ry], ops.reshape(k, [th, tw, down * c, 1]))
+        y = t if y is None else y + t
+    return ops.sum(ops.reshape(y, [-1, qh, qw, down, c]), axis=3)
+
+
+def filtered_lrelu_conv(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):
+    """``filtered_lrelu`` as depthwise convolutions (``impl="conv"``). Arguments as
+    :func:`filtered_lrelu`, validated; ``padding`` a 4-tuple. Filters run in float32."""
+    dtype = backend.standardize_dtype(x.dtype)
+    x = _acc(x)
+    if b is not None:
+        x = x + ops.reshape(ops.cast(b, x.dtype), [1, 1, 1, -1])
+    fold = gain if gain > 0 else 1.0                   # lrelu(g t) = g lrelu(t) for g > 0
+    if fu is None and up == 1:
+        x = _crop_pad(_crop_pad(x, 2, *padding[0:2]), 1, *padding[2:4])
+        x = x * fold if fold != 1 else x
+    else:
+        gu = prepare_filter(np.ones([1], np.float32) if fu is None else fu, "float32",
+                            flip_filter, gain=up ** 2)
+        if len(gu.shape) == 1:
+            x = _conv_up_axis(x, gu * fold, up, padding[0], padding[1], 2)
+            x = _conv_up_axis(x, gu, up, padding[2], padding[3], 1)
+        else:   # 2-D up filters (not used by the generators): the reference composition
+            x = upfirdn2d(x, gu * fold, up=up, padding=padding, flip_filter=True)
+    if slope != 1:
+        x = ops.leaky_relu(x, slope)
+    if gain != fold:
+        x = x * gain
+    if clamp is not None:
+        x = ops.clip(x, -clamp, clamp)
+    if fd is not None or down > 1:
+        gd = prepare_filter(np.ones([1], np.float32) if fd is None else fd, "float32",
+                            flip_filter)
+        if len(gd.shape) == 1:
+            x = _conv_down_axis(_conv_down_axis(x, gd, down, 2), gd, down, 1)
+        else:
+            x = _conv_down_2d(x, gd, down)
+    return ops.cast(x, dtype) if dtype != backend.standardize_dtype(x.dtype) else x
