@@ -7,6 +7,10 @@ channel_max 512; -r doubled), batch 4, it measures three variants, each in a fre
 * ``fp32-fast`` -- the XLA-fused polyphase filtered_lrelu (the generator's default);
 * ``bf16-fast`` -- ``mixed_bfloat16`` compute with the fast path; PSNR of its images vs fp32.
 
+It first prints the machine: CPU model, cores, the flags that decide the numbers (AVX2, AVX-512,
+``avx512_bf16``, ``amx_bf16``) and, when a bf16 variant runs, the oneDNN kernel a bfloat16
+convolution actually used (``ONEDNN_VERBOSE``: ``..._amx`` means the AMX matrix units).
+
 FLOPs are counted from the layer schedule: the modulated convolutions (full convolution, 2 FLOPs
 per MAC) and the minimal polyphase filtering work (separable up filter: taps/up MACs per output
 sample per axis; down filter only at kept samples; radial filters 2-D). The FLOP floor is
@@ -126,7 +130,10 @@ def main():
 
     import numpy as np
 
+    from machine import cpu_summary
+
     from sg3keras.config import resolve_preset
+    print(f"machine: {cpu_summary(probe=any(v.startswith('bf16') for v in a.variants.split(',')))}")
     rate = matmul_rate()
     print(f"fp32 matmul rate: {rate / 1e9:.1f} GFLOP/s (2048x2048, best of 5)")
     if any(v.startswith("bf16") for v in a.variants.split(",")):

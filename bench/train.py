@@ -9,10 +9,12 @@ sec/iteration is the mean over iterations without the R1 phase after tracing; th
 
 Part 2 (``loop``): the real training loop (``sg3keras.training.loop.train``) in a fresh process
 per variant: single replica vs 2-replica MirroredStrategy (2 logical CPU devices), with the
-XLA-fused filtered_lrelu on and off. sec/kimg is measured over the ticks after the first (which
-includes tracing/compilation); the compile time is reported separately.
+XLA-fused filtered_lrelu on and off, and (``--mixed-precision``) one replica with the Keras
+``mixed_bfloat16`` policy against float32 on the same configuration. sec/kimg is measured over
+the ticks after the first (which includes tracing/compilation); the compile time is reported
+separately. ``--only mixed`` runs just the float32 / mixed_bfloat16 pair.
 
-Usage: python bench/train.py [--only replay|loop] [--res 32] [--batch 16] [--cbase 2048]
+Usage: python bench/train.py [--only replay|loop|mixed] [--res 32] [--batch 16] [--cbase 2048]
        [--cmax 64] [--kimg 0.64]
 """
 
@@ -29,14 +31,16 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def child(a, gpus, fused, data, outdir):
+def child(a, gpus, fused, precision, data, outdir):
     import resource
 
     from sg3keras.training.loop import TrainOptions, train
     lines = []
     opts = TrainOptions(outdir=outdir, cfg="stylegan3-t", data=data, gpus=gpus, batch=a.batch,
                         gamma=0.05, cbase=a.cbase, cmax=a.cmax, map_depth=2, aug="noaug",
-                        kimg=a.kimg, tick=a.kimg / 4, snap=1000, fused_ops=fused, mirror=False)
+                        kimg=a.kimg, tick=a.kimg / 4, snap=1000, fused_ops=fused, mirror=False,
+                        mixed_precision=None if precision == "float32" else precision,
+                        cpu_replicas=gpus > 1)
     train(opts, log=lines.append)
     ticks = [ln for ln in lines if ln.startswith("tick")]
     sec_tick = [float(re.search(r"sec/tick (\S+)", t).group(1)) for t in ticks]
@@ -111,25 +115,18 @@ def main():
     ap.add_argument("--cbase", type=int, default=2048)
     ap.add_argument("--cmax", type=int, default=64)
     ap.add_argument("--kimg", type=float, default=0.64)
-    ap.add_argument("--only", choices=("replay", "loop"), default=None)
-    ap.add_argument("--child", nargs=4, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--only", choices=("replay", "loop", "mixed"), default=None)
+    ap.add_argument("--child", nargs=5, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--replay-child", nargs=2, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        gpus, fused, data, outdir = a.child
-        return child(a, int(gpus), fused == "1", data, outdir)
+        gpus, fused, precision, data, outdir = a.child
+        return child(a, int(gpus), fused == "1", precision, data, outdir)
     if a.replay_child:
         return replay_child(int(a.replay_child[0]), a.replay_child[1])
-    import platform
-    flags = ""
-    if os.path.exists("/proc/cpuinfo"):
-        info = open("/proc/cpuinfo").read()
-        model = re.search(r"model name\s*:\s*(.*)", info)
-        cpu_flags = set((re.search(r"flags\s*:\s*(.*)", info) or [None, ""])[1].split())
-        flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in cpu_flags)
-        print(f"CPU: {model.group(1) if model else platform.processor()} ({os.cpu_count()} cores; "
-              f"{flags or 'no AVX2'})")
-    if a.only != "loop":
+    from machine import cpu_summary
+    print(f"CPU: {cpu_summary()}")
+    if a.only in (None, "replay"):
         bench_replay()
     if a.only == "replay":
         return
@@ -139,21 +136,23 @@ def main():
     make_demo_dataset(data, resolution=a.res, num_images=500)
     print(f"stylegan3-t {a.res}px cbase {a.cbase} cmax {a.cmax}, batch {a.batch}, "
           f"{a.kimg} kimg per run")
-    print(f"{'replicas':<10}{'fused ops':<11}{'sec/kimg':>10}{'first tick s':>14}{'RSS MB':>8}")
-    for gpus in (1, 2):
-        for fused in (True, False):
-            args = [sys.executable, __file__, "--res", str(a.res), "--batch", str(a.batch),
-                    "--cbase", str(a.cbase), "--cmax", str(a.cmax), "--kimg", str(a.kimg),
-                    "--child", str(gpus), "1" if fused else "0", data,
-                    os.path.join(work, f"runs-{gpus}-{int(fused)}")]
-            r = subprocess.run(args, capture_output=True, text=True)
-            if r.returncode:
-                print(f"{gpus:<10}{str(fused):<11} FAILED: {r.stderr.strip()[-300:]}")
-                continue
-            m = json.loads(r.stdout.strip().splitlines()[-1])
-            print(f"{gpus:<10}{str(fused):<11}{m['sec_kimg']:>10.1f}{m['first_tick_s']:>14.1f}"
-                  f"{m['rss_mb']:>8.0f}", flush=True)
-
+    print(f"{'replicas':<10}{'fused ops':<11}{'precision':<16}{'sec/kimg':>10}"
+          f"{'first tick s':>14}{'RSS MB':>8}")
+    variants = [(1, True, "float32"), (1, True, "mixed_bfloat16")]
+    if a.only != "mixed":
+        variants += [(1, False, "float32"), (2, True, "float32"), (2, False, "float32")]
+    for gpus, fused, precision in variants:
+        args = [sys.executable, __file__, "--res", str(a.res), "--batch", str(a.batch),
+                "--cbase", str(a.cbase), "--cmax", str(a.cmax), "--kimg", str(a.kimg),
+                "--child", str(gpus), "1" if fused else "0", precision, data,
+                os.path.join(work, f"runs-{gpus}-{int(fused)}-{precision}")]
+        r = subprocess.run(args, capture_output=True, text=True)
+        if r.returncode:
+            print(f"{gpus:<10}{str(fused):<11}{precision:<16} FAILED: {r.stderr.strip()[-300:]}")
+            continue
+        m = json.loads(r.stdout.strip().splitlines()[-1])
+        print(f"{gpus:<10}{str(fused):<11}{precision:<16}{m['sec_kimg']:>10.1f}"
+              f"{m['first_tick_s']:>14.1f}{m['rss_mb']:>8.0f}", flush=True)
 
 if __name__ == "__main__":
     main()
