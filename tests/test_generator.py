@@ -333,3 +333,27 @@ def test_stylegan2_networks_are_delegated():
     g2 = generator_from_official(load_npz("g_sg2_32", "params"),
                                  load_json("g_sg2_32", "config")["constructor_kwargs"])
     assert isinstance(g2, StyleGAN2Generator)
+
+
+def test_generate_images_batches_by_resolution(monkeypatch):
+    """1024-px networks are generated one image per call (a batch of them would not fit 16 GB);
+    the batching never changes the images."""
+    from sg3keras.inference import generate
+    assert [generate.default_batch_size(r) for r in (16, 256, 512, 1024, 2048)] == [8, 8, 2, 1, 1]
+    g = Generator(_tiny_config(), impl="fast")
+    _perturb(g)
+    calls = []
+    real_call = Generator.__call__
+
+    def spy(self, z, *a, **kw):
+        calls.append(len(z))
+        return real_call(self, z, *a, **kw)
+    monkeypatch.setattr(Generator, "__call__", spy)
+    seeds = list(range(10))
+    batched = generate.generate_images(g, seeds)
+    assert calls == [8, 2]
+    calls.clear()
+    monkeypatch.setattr(generate, "default_batch_size", lambda res: 1)
+    single = generate.generate_images(g, seeds)
+    assert calls == [1] * 10
+    assert np.abs(batched.astype(int) - single).max() <= 1

@@ -7,7 +7,7 @@ import numpy as np
 
 from sg3keras.utils import make_grid, save_png, to_uint8, z_from_seed
 
-__all__ = ["generate_images", "write_images", "check_class"]
+__all__ = ["generate_images", "write_images", "check_class", "default_batch_size"]
 
 
 def check_class(G, class_idx):
@@ -28,9 +28,17 @@ def check_class(G, class_idx):
     return None
 
 
+def default_batch_size(resolution):
+    """Images per generator call: 8 at 256 px and below, scaled by the pixel count above
+    (2 at 512, 1 at 1024). A 1024-px stylegan3-r image peaks at ~7 GB of activations in eager
+    mode, so batching them would not fit a 16 GB machine; at 256 px 8 images need ~6 GB."""
+    return max(1, min(8, (8 * 256 * 256) // (int(resolution) ** 2)))
+
+
 def generate_images(G, seeds, truncation_psi=1.0, class_idx=None, translate=(0.0, 0.0),
-                    rotate=0.0, noise_mode="const", batch_size=8):
-    """uint8 ``[len(seeds), H, W, C]`` images, one per seed.
+                    rotate=0.0, noise_mode="const", batch_size=None):
+    """uint8 ``[len(seeds), H, W, C]`` images, one per seed, ``batch_size`` per call (default:
+    :func:`default_batch_size` of the network's resolution).
 
     ``z = RandomState(seed).randn(1, z_dim)`` as the official tool; the input transform is set to
     the inverse of ``[[cos a, sin a, tx], [-sin a, cos a, ty], [0, 0, 1]]`` (a in degrees) and
@@ -48,6 +56,7 @@ def generate_images(G, seeds, truncation_psi=1.0, class_idx=None, translate=(0.0
         if has_transform:
             G.set_transform(translate=translate, rotate=rotate)
         seeds = list(seeds)
+        batch_size = batch_size or default_batch_size(G.img_resolution)
         for i in range(0, len(seeds), batch_size):
             chunk = seeds[i:i + batch_size]
             z = np.concatenate([z_from_seed(s, G.z_dim) for s in chunk])
