@@ -5,7 +5,10 @@ Default geometry: stylegan3-t-256 layer L7_148_512 (input 84 px + 2 from the ful
 batch and channel count given on the command line (defaults N=4, C=256 to fit 2 CPU cores).
 
 Usage: python bench/ops.py [--batch 4] [--channels 256] [--size 86] [--reps 3] [--radial]
-Prints ms per call (best of ``reps`` after one warm-up), forward and forward+backward.
+       [--impls ref,fast,conv] [--schedule stylegan3-t|stylegan3-r [--res 256]]
+Prints ms per call (best of ``reps`` after one warm-up), forward and forward+backward. With
+``--schedule`` it instead times the forward op alone at every layer's geometry of that config
+(batch ``--batch``, random input) for each impl, and the total.
 """
 
 import argparse
@@ -32,6 +35,34 @@ def best_ms(fn, reps):
     return 1e3 * min(times)
 
 
+def schedule(a):
+    """Forward ``filtered_lrelu`` at every layer of a config, per impl."""
+    from sg3keras.config import resolve_preset
+    from sg3keras.models.schedule import synthesis_schedule
+    cfg = resolve_preset(a.schedule, img_resolution=a.res).generator
+    totals = {}
+    for L in synthesis_schedule(cfg).layers:
+        n = L.in_size + L.conv_kernel - 1
+        x = tf.random.normal([a.batch, n, n, L.out_channels])
+        fu = design_lowpass_filter(L.up_taps, L.in_cutoff, 2 * L.in_half_width,
+                                   L.tmp_sampling_rate)
+        fd = design_lowpass_filter(L.down_taps, L.out_cutoff, 2 * L.out_half_width,
+                                   L.tmp_sampling_rate, radial=L.down_radial)
+        b = tf.zeros([L.out_channels])
+        kw = dict(up=L.up_factor, down=L.down_factor, padding=L.padding, clamp=256.0,
+                  gain=1.0 if L.is_torgb else float(np.sqrt(2)),
+                  slope=1.0 if L.is_torgb else 0.2)
+        row = f"  {L.name:<14}{str(list(x.shape)):<22}up {L.up_factor} down {L.down_factor}" \
+              f"{' radial' if L.down_radial else '':<8}"
+        for impl in a.impls.split(","):
+            f = tf.function(lambda x, impl=impl: filtered_lrelu(x, fu, fd, b, impl=impl, **kw))
+            t = best_ms(lambda: f(x).numpy(), a.reps)
+            totals[impl] = totals.get(impl, 0.0) + t
+            row += f"{impl:>6} {t:8.1f} ms"
+        print(row, flush=True)
+    print("  total  " + "  ".join(f"{k} {v:.0f} ms" for k, v in totals.items()))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=4)
@@ -40,7 +71,12 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--radial", action="store_true", help="2-D radial down filter (stylegan3-r)")
     ap.add_argument("--impls", default="ref,fast")
+    ap.add_argument("--schedule", default=None, help="time every layer of this config")
+    ap.add_argument("--res", type=int, default=256)
     a = ap.parse_args()
+    if a.schedule:
+        print(f"filtered_lrelu forward per layer of {a.schedule} {a.res} px, batch {a.batch}")
+        return schedule(a)
     rng = np.random.default_rng(0)
     fu = design_lowpass_filter(24, 16.0, 32.0, 256.0)
     fd = design_lowpass_filter(12, 22.627417, 82.745166, 256.0, radial=a.radial)
