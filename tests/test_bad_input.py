@@ -344,6 +344,8 @@ ROWS = [
      "--version 1", ["--version 1", "already exists", "never overwritten"]),
     ("export-version-with-keras-format", "export --network {D}/G16.keras --outdir {O} --name m "
      "--format keras --version 2", ["--version", "--format savedmodel only"]),
+    ("export-xla-with-onnx-format", "export --network {D}/G16.keras --outdir {O} --name m "
+     "--format onnx --xla", ["--xla", "--format savedmodel only"]),
     ("export-outdir-parent-is-a-file", "export --network {D}/G16.keras --outdir "
      "{D}/afile.txt/models --name m", ["--outdir", "afile.txt", "expected a directory"]),
     # --- demo
