@@ -133,8 +133,9 @@ def test_dynamic_batch(impl):
 
 @pytest.mark.parametrize("dtype,tol", [("float16", 2e-2), ("bfloat16", 1.5e-1)])
 @pytest.mark.parametrize("impl", ["ref", "fast", "conv"])
-def test_low_precision_runs(dtype, tol, impl):
-    args, kw, ref = _case("t32_L5_52_32")
+@pytest.mark.parametrize("name", ["t32_L5_52_32", "r32_L5_52_32"])   # separable, radial
+def test_low_precision_runs(dtype, tol, impl, name):
+    args, kw, ref = _case(name)
     x = tf.cast(tf.constant(args["x"]), dtype)
     y = filtered_lrelu(x, args["fu"], args["fd"], tf.cast(args["b"], dtype), **kw, impl=impl)
     assert y.dtype == tf.as_dtype(dtype)
