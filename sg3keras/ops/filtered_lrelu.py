@@ -13,16 +13,17 @@ docs/PAPER.md):
   (x first); 2-D filters (e.g. radial down filters) use 2-D tap sums. No zero-stuffed tensor is
   built. On the TensorFlow backend the fast path is compiled with
   ``tf.function(jit_compile=True)`` (:mod:`sg3keras.ops.xla`).
-- ``impl="conv"``: the same polyphase plan written as depthwise convolutions and reshapes only,
-  for graphs that must run without XLA (the exported SavedModel, :mod:`sg3keras.export`). Each
-  1-D pass turns its phases into channels so that one depthwise convolution does the work:
-  upsampling copies the input once per phase along channels and filters each copy with its
-  sub-filter (the result, read as ``[..., Q, up, C]``, is the interleaved signal); downsampling
-  is a depthwise convolution with stride ``down`` that computes the kept samples only. The H
-  axis is folded into the same form by reading ``[N, H, W, C]`` as ``[N, H, 1, W * C]``, the W
-  axis of a strided pass by reading it as ``[N * H, W, 1, C]`` (depthwise strides must be equal
-  on both axes, and a size-1 axis makes the second one moot). The lrelu gain
-  is folded into the up filter (``lrelu(g t) = g lrelu(t)`` for ``g > 0``).
+- ``impl="conv"``: the same polyphase plan as depthwise convolutions, matmuls and reshapes, for
+  graphs that must run without XLA (the exported SavedModel, :mod:`sg3keras.export`).
+  Upsampling along W copies the input once per phase along channels and filters each copy with
+  its sub-filter in one depthwise convolution (the result, read as ``[..., Q, up, C]``, is the
+  interleaved signal). Upsampling along H is a matmul: each block of output rows is one fixed
+  ``[up * B, B + T - 1]`` matrix times a window of input rows (measured faster than the
+  depthwise form, whose channel copies are as large as the output). Downsampling is a depthwise
+  convolution with stride ``down`` that computes the kept samples only, on a view whose other
+  axis has size 1 (``[N * H, W, 1, C]`` for W, ``[N, H, 1, W * C]`` for H; depthwise strides
+  must be equal on both axes). The lrelu gain is folded into the up filter
+  (``lrelu(g t) = g lrelu(t)`` for ``g > 0``).
 """
 
 import math
@@ -399,36 +400,54 @@ def _depthwise_valid(x, kernel):
     return ops.depthwise_conv(x, kernel, strides=1, padding="valid", data_format="channels_last")
 
 
-def _phase_kernel(sub, axis, width, c):
-    """Depthwise kernel for ``P`` phases of ``c`` channels from ``sub [P, T]`` (phase p's taps):
-    ``[1, T, P*c, 1]`` along W (``axis=2``) or ``[T, 1, P*width*c, 1]`` along H, where the H
-    pass sees ``width*c`` channels per phase."""
-    p, t = sub.shape
-    per = c if axis == 2 else width * c
-    k = ops.broadcast_to(ops.reshape(ops.transpose(sub), [t, p, 1]), [t, p, per])
-    return ops.reshape(k, [1, t, p * per, 1] if axis == 2 else [t, 1, p * per, 1])
-
-
-def _as_channels(x, axis):
-    """``[N, H, W, C]`` as a tensor whose W axis is the pass axis: itself for W, and
-    ``[N, H, 1, W*C]`` for H."""
-    return x if axis == 2 else ops.reshape(x, [-1, x.shape[1], 1, x.shape[2] * x.shape[3]])
-
-
-def _conv_up_axis(x, g, up, p0, p1, axis):
-    """Up-FIR along ``axis`` with correlation kernel ``g`` (1-D tensor): zero-insert, pad
-    ``(p0, p1)``, correlate; as one depthwise convolution over ``up`` copies of the input."""
-    n_in, w, c = x.shape[axis], x.shape[2], x.shape[3]
-    out_len, q_len, lo, hi, idx = _phase_taps(n_in, int(g.shape[0]), up, p0, p1)
-    x = _crop_pad(x, axis, lo, hi)
+def _conv_up_cols(x, g, up, p0, p1):
+    """Up-FIR along W with correlation kernel ``g`` (1-D tensor): zero-insert, pad ``(p0, p1)``,
+    correlate; as one depthwise convolution over ``up`` copies of the input along channels
+    (copy ``r`` filtered with phase ``r``'s sub-filter; ``[..., Q, up*C]`` read as
+    ``[..., Q*up, C]`` is the interleaved signal). The phases give ``ceil(out/up) * up``
+    samples; the (< ``up``) extra ones at the end are kept for the caller to crop."""
+    h, c = x.shape[1], x.shape[3]
+    _, q_len, lo, hi, idx = _phase_taps(x.shape[2], int(g.shape[0]), up, p0, p1)
+    x = _crop_pad(x, 2, lo, hi)
     gz = ops.concatenate([ops.zeros([1], g.dtype), g])
     sub = ops.take(gz, np.asarray(idx, np.int32) + 1, axis=0)           # [up, T], 0 = no tap
-    xc = _as_channels(x, axis)
-    if up > 1:
-        xc = ops.concatenate([xc] * up, axis=-1)                          # phase-major channels
-    y = _depthwise_valid(xc, _phase_kernel(sub, axis, w, c))
-    shape = [-1, x.shape[1], q_len * up, c] if axis == 2 else [-1, q_len * up, w, c]
-    return _crop_pad(ops.reshape(y, shape), axis, 0, out_len - q_len * up)
+    t = sub.shape[1]
+    kernel = ops.broadcast_to(ops.reshape(ops.transpose(sub), [1, t, up, 1, 1]),
+                              [1, t, up, c, 1])
+    xc = ops.concatenate([x] * up, axis=-1) if up > 1 else x              # phase-major channels
+    y = _depthwise_valid(xc, ops.reshape(kernel, [1, t, up * c, 1]))
+    return ops.reshape(y, [-1, h, q_len * up, c])
+
+
+def _block_rows(q_len, lo=8, hi=24):
+    """Phase rows per matmul block: the size in ``[lo, hi]`` that wastes the fewest rows."""
+    return min(range(lo, hi + 1), key=lambda b: (-(-q_len // b) * b - q_len, -b))
+
+
+def _conv_up_rows(x, g, up, p0, p1):
+    """Up-FIR along H as a matmul: blocks of ``B`` phase rows need ``B + T - 1`` input rows, and
+    one ``[up*B, B+T-1]`` matrix (the same for every block) maps them to the ``up*B`` output
+    rows. The overlapping input windows are gathered, the matrix broadcast over (N, blocks).
+    Output rows past ``ceil(out/up)*up`` (< ``up*B``) are kept for the caller to crop."""
+    n_in, w, c = x.shape[1], x.shape[2], x.shape[3]
+    out_len, q_len, lo, hi, idx = _phase_taps(n_in, int(g.shape[0]), up, p0, p1)
+    t = len(idx[0])
+    rows = _block_rows(q_len)
+    nb = -(-q_len // rows)
+    win = rows + t - 1
+    x = _crop_pad(x, 1, lo, hi + nb * rows - q_len)                  # nb*rows + t - 1 rows
+    xr = ops.reshape(x, [-1, x.shape[1], w * c])
+    frames = ops.take(xr, (np.arange(nb)[:, None] * rows + np.arange(win)).reshape(-1), axis=1)
+    frames = ops.reshape(frames, [-1, nb, win, w * c])
+    where = np.zeros([up * rows, win], np.int32)                     # 0 -> no tap
+    for a in range(rows):
+        for r in range(up):
+            for k, i in enumerate(idx[r]):
+                if i >= 0:
+                    where[up * a + r, a + k] = i + 1
+    gz = ops.concatenate([ops.zeros([1], g.dtype), g])
+    y = ops.matmul(ops.take(gz, where, axis=0), frames)              # [N, nb, up*rows, W*C]
+    return ops.reshape(y, [-1, nb * up * rows, w, c])
 
 
 def _conv_down_axis(x, g, down, axis):
@@ -458,6 +477,10 @@ def filtered_lrelu_conv(x, fu, fd, b, up, down, padding, gain, slope, clamp, fli
     """``filtered_lrelu`` as depthwise convolutions (``impl="conv"``). Arguments as
     :func:`filtered_lrelu`, validated; ``padding`` a 4-tuple. Filters run in float32."""
     dtype = backend.standardize_dtype(x.dtype)
+    fuw, fuh = filter_size(fu)
+    fdw, fdh = filter_size(fd)
+    out_h = output_size(x.shape[1], up, down, padding[2:4], fuh, fdh)
+    out_w = output_size(x.shape[2], up, down, padding[0:2], fuw, fdw)
     x = _acc(x)
     if b is not None:
         x = x + ops.reshape(ops.cast(b, x.dtype), [1, 1, 1, -1])
@@ -469,8 +492,11 @@ def filtered_lrelu_conv(x, fu, fd, b, up, down, padding, gain, slope, clamp, fli
         gu = prepare_filter(np.ones([1], np.float32) if fu is None else fu, "float32",
                             flip_filter, gain=up ** 2)
         if len(gu.shape) == 1:
-            x = _conv_up_axis(x, gu * fold, up, padding[0], padding[1], 2)
-            x = _conv_up_axis(x, gu, up, padding[2], padding[3], 1)
+            # The up passes keep their few extra samples at the end; they only add outputs
+            # past the end, cropped once from the (small) result below. Along H a block
+            # matmul beat the depthwise form (and the W form needs no matrix).
+            x = _conv_up_cols(x, gu * fold, up, padding[0], padding[1])
+            x = _conv_up_rows(x, gu, up, padding[2], padding[3])
         else:   # 2-D up filters (not used by the generators): the reference composition
             x = upfirdn2d(x, gu * fold, up=up, padding=padding, flip_filter=True)
     if slope != 1:
@@ -486,4 +512,6 @@ def filtered_lrelu_conv(x, fu, fd, b, up, down, padding, gain, slope, clamp, fli
             x = _conv_down_axis(_conv_down_axis(x, gd, down, 2), gd, down, 1)
         else:
             x = _conv_down_2d(x, gd, down)
+    if x.shape[1] != out_h or x.shape[2] != out_w:
+        x = x[:, :out_h, :out_w, :]
     return ops.cast(x, dtype) if dtype != backend.standardize_dtype(x.dtype) else x
