@@ -396,8 +396,10 @@ def filtered_lrelu_fast_grad(dy, x, fu, fd, b, up, down, padding, gain, slope, c
 # ------------------------------------------------------------------------------------------------
 # impl="conv": the polyphase plan as depthwise convolutions (no XLA; see the module docstring).
 
-def _depthwise_valid(x, kernel):
-    return ops.depthwise_conv(x, kernel, strides=1, padding="valid", data_format="channels_last")
+def _taps(g, index):
+    """``g[index]`` with ``index = -1`` meaning "no tap" (0): the sub-filters of a phase plan."""
+    gz = ops.concatenate([ops.zeros([1], g.dtype), g])
+    return ops.take(gz, np.asarray(index, np.int32) + 1, axis=0)
 
 
 def _conv_up_cols(x, g, up, p0, p1):
@@ -409,13 +411,12 @@ def _conv_up_cols(x, g, up, p0, p1):
     h, c = x.shape[1], x.shape[3]
     _, q_len, lo, hi, idx = _phase_taps(x.shape[2], int(g.shape[0]), up, p0, p1)
     x = _crop_pad(x, 2, lo, hi)
-    gz = ops.concatenate([ops.zeros([1], g.dtype), g])
-    sub = ops.take(gz, np.asarray(idx, np.int32) + 1, axis=0)           # [up, T], 0 = no tap
+    sub = _taps(g, idx)                                                  # [up, T]
     t = sub.shape[1]
     kernel = ops.broadcast_to(ops.reshape(ops.transpose(sub), [1, t, up, 1, 1]),
                               [1, t, up, c, 1])
     xc = ops.concatenate([x] * up, axis=-1) if up > 1 else x              # phase-major channels
-    y = _depthwise_valid(xc, ops.reshape(kernel, [1, t, up * c, 1]))
+    y = ops.depthwise_conv(xc, ops.reshape(kernel, [1, t, up * c, 1]), padding="valid")
     return ops.reshape(y, [-1, h, q_len * up, c])
 
 
@@ -439,14 +440,11 @@ def _conv_up_rows(x, g, up, p0, p1):
     xr = ops.reshape(x, [-1, x.shape[1], w * c])
     frames = ops.take(xr, (np.arange(nb)[:, None] * rows + np.arange(win)).reshape(-1), axis=1)
     frames = ops.reshape(frames, [-1, nb, win, w * c])
-    where = np.zeros([up * rows, win], np.int32)                     # 0 -> no tap
+    where = np.full([up * rows, win], -1, np.int32)                  # -1 -> no tap
     for a in range(rows):
         for r in range(up):
-            for k, i in enumerate(idx[r]):
-                if i >= 0:
-                    where[up * a + r, a + k] = i + 1
-    gz = ops.concatenate([ops.zeros([1], g.dtype), g])
-    y = ops.matmul(ops.take(gz, where, axis=0), frames)              # [N, nb, up*rows, W*C]
+            where[up * a + r, a:a + t] = idx[r]
+    y = ops.matmul(_taps(g, where), frames)                          # [N, nb, up*rows, W*C]
     return ops.reshape(y, [-1, nb * up * rows, w, c])
 
 
