@@ -121,6 +121,64 @@ def test_fast_never_calls_ref(monkeypatch):
                                atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["t32_L5_52_32", "r32_L5_52_32", "padding_int_no_filters"])
+@pytest.mark.parametrize("margin", [0.97, 1.03])
+def test_conv_skips_the_clamp_only_when_nothing_can_reach_it(name, margin, monkeypatch):
+    """impl="conv" skips the clip pass when a bound on the activations (max|x + b| times the
+    up filter's phase L1 norms times the gain) is below the clamp. A clamp just under the true
+    peak of the activations must still clip (and match the reference); one just above changes
+    nothing, whichever branch runs. With the fixtures' clamp (256) the clip is skipped."""
+    args, kw, _ = _case(name)
+    kw = dict(kw, clamp=None)
+    act = filtered_lrelu(args["x"], args["fu"], None, args["b"],          # before the down filter
+                         **dict(kw, down=1), impl="ref")
+    peak = float(np.abs(np.asarray(act)).max())
+    clamp = margin * peak
+    want = np.asarray(filtered_lrelu(**args, **dict(kw, clamp=clamp), impl="ref"))
+    unclamped = np.asarray(filtered_lrelu(**args, **kw, impl="ref"))
+    if margin < 1:
+        assert np.abs(want - unclamped).max() > 1e-4        # the clamp matters here
+    got = tf.function(lambda x: filtered_lrelu(x, args["fu"], args["fd"], args["b"],
+                                               **dict(kw, clamp=clamp), impl="conv"))
+    np.testing.assert_allclose(got(tf.constant(args["x"])).numpy(), want, rtol=0, atol=1e-5)
+
+    clips = []
+    real_clip = fl_module.ops.clip
+    monkeypatch.setattr(fl_module.ops, "clip", lambda *a: clips.append(1) or real_clip(*a))
+    y = filtered_lrelu(**args, **dict(kw, clamp=256.0), impl="conv")     # eager: one branch runs
+    assert clips == [] and peak < 200
+    np.testing.assert_allclose(np.asarray(y), unclamped, rtol=0, atol=1e-5)
+    filtered_lrelu(**args, **dict(kw, clamp=0.5 * peak), impl="conv")
+    assert clips == [1]
+
+
+@pytest.mark.parametrize("name", ["t32_L5_52_32", "r32_L5_52_32"])
+def test_conv_clamp_bound_holds_for_the_worst_input(name):
+    """The input that drives one activation to the largest value the up filter allows (the
+    signs of that activation's impulse response, scaled by M): with the clamp 1 % under that
+    value, the clip must run. An underestimated bound would skip it."""
+    from sg3keras.ops import upfirdn2d
+    args, kw, _ = _case(name)
+    n = args["x"].shape[1]
+    eye = np.eye(n * n, dtype=np.float32).reshape(n * n, n, n, 1)        # every impulse
+    resp = np.asarray(upfirdn2d(eye, args["fu"], up=kw["up"], padding=kw["padding"],
+                                gain=kw["up"] ** 2))                      # [n*n, H', W', 1]
+    side = resp.shape[1]
+    resp = resp.reshape(n * n, -1)
+    l1 = np.abs(resp).sum(axis=0)
+    loud = np.flatnonzero(l1 >= l1.max() * (1 - 1e-6))                   # the loudest outputs
+    u = loud[np.argmin(np.abs(loud // side - side // 2) + np.abs(loud % side - side // 2))]
+    x = 3.0 * np.sign(resp[:, u]).reshape(1, n, n, 1).repeat(3, axis=3)
+    peak = 3.0 * np.abs(resp[:, u]).sum() * kw["gain"]
+    kw = dict(kw, clamp=0.99 * peak)
+    want = np.asarray(filtered_lrelu(x, args["fu"], args["fd"], None, **kw, impl="ref"))
+    unclamped = np.asarray(filtered_lrelu(x, args["fu"], args["fd"], None,
+                                          **dict(kw, clamp=None), impl="ref"))
+    assert np.abs(want - unclamped).max() > 1e-5 * peak                 # the clip matters
+    got = np.asarray(filtered_lrelu(x, args["fu"], args["fd"], None, **kw, impl="conv"))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * peak)
+
+
 @pytest.mark.parametrize("impl", ["ref", "fast", "conv"])
 def test_dynamic_batch(impl):
     args, kw, ref = _case("t32_L2_36_32")

@@ -23,7 +23,10 @@ docs/PAPER.md):
   convolution with stride ``down`` that computes the kept samples only, on a view whose other
   axis has size 1 (``[N * H, W, 1, C]`` for W, ``[N, H, 1, W * C]`` for H; depthwise strides
   must be equal on both axes). The lrelu gain is folded into the up filter
-  (``lrelu(g t) = g lrelu(t)`` for ``g > 0``).
+  (``lrelu(g t) = g lrelu(t)`` for ``g > 0``). The clamp is a full pass over the largest
+  tensor, so it runs only when it can change something: ``max|x + b|`` times the largest L1
+  norm of the up filter's phase sub-filters (per axis) times the gain bounds every activation,
+  and when that bound is below the clamp a ``cond`` skips the clip (the result is identical).
 """
 
 import math
@@ -420,6 +423,12 @@ def _conv_up_cols(x, g, up, p0, p1):
     return ops.reshape(y, [-1, h, q_len * up, c])
 
 
+def _phase_l1(g, length, up, p0, p1):
+    """Largest L1 norm of the phase sub-filters of an up pass: a bound on the pass's gain."""
+    idx = _phase_taps(length, int(g.shape[0]), up, p0, p1)[4]
+    return ops.max(ops.sum(ops.abs(_taps(g, idx)), axis=1))
+
+
 def _block_rows(q_len, lo=8, hi=24):
     """Phase rows per matmul block: the size in ``[lo, hi]`` that wastes the fewest rows."""
     return min(range(lo, hi + 1), key=lambda b: (-(-q_len // b) * b - q_len, -b))
@@ -483,13 +492,20 @@ def filtered_lrelu_conv(x, fu, fd, b, up, down, padding, gain, slope, clamp, fli
     if b is not None:
         x = x + ops.reshape(ops.cast(b, x.dtype), [1, 1, 1, -1])
     fold = gain if gain > 0 else 1.0                   # lrelu(g t) = g lrelu(t) for g > 0
+    reach = None                                       # bound on |x| after the up filter
     if fu is None and up == 1:
         x = _crop_pad(_crop_pad(x, 2, *padding[0:2]), 1, *padding[2:4])
         x = x * fold if fold != 1 else x
+        if clamp is not None:
+            reach = ops.maximum(ops.max(x), -ops.min(x))
     else:
         gu = prepare_filter(np.ones([1], np.float32) if fu is None else fu, "float32",
                             flip_filter, gain=up ** 2)
         if len(gu.shape) == 1:
+            if clamp is not None:
+                reach = (_phase_l1(gu, x.shape[2], up, *padding[0:2]) * abs(fold)
+                         * _phase_l1(gu, x.shape[1], up, *padding[2:4]))
+                reach = reach * ops.maximum(ops.max(x), -ops.min(x))
             # The up passes keep their few extra samples at the end; they only add outputs
             # past the end, cropped once from the (small) result below. Along H a block
             # matmul beat the depthwise form (and the W form needs no matrix).
@@ -501,8 +517,13 @@ def filtered_lrelu_conv(x, fu, fd, b, up, down, padding, gain, slope, clamp, fli
         x = ops.leaky_relu(x, slope)
     if gain != fold:
         x = x * gain
-    if clamp is not None:
+    if clamp is not None and reach is None:
         x = ops.clip(x, -clamp, clamp)
+    elif clamp is not None:
+        # A clip is a full pass over the largest tensor. It changes nothing unless some value
+        # can exceed the clamp: |out| <= max|x| * (largest phase L1 norm per axis) * gain.
+        reach = reach * (abs(gain / fold) * max(1.0, abs(slope)) * 1.001)
+        x = ops.cond(reach > clamp, lambda: ops.clip(x, -clamp, clamp), lambda: x)
     if fd is not None or down > 1:
         gd = prepare_filter(np.ones([1], np.float32) if fd is None else fd, "float32",
                             flip_filter)
