@@ -19,7 +19,9 @@ docs/PAPER.md):
   its sub-filter in one depthwise convolution (the result, read as ``[..., Q, up, C]``, is the
   interleaved signal). Upsampling along H is a matmul: each block of output rows is one fixed
   ``[up * B, B + T - 1]`` matrix times a window of input rows (measured faster than the
-  depthwise form, whose channel copies are as large as the output). Downsampling is a depthwise
+  depthwise form, whose channel copies are as large as the output). Both passes' zero
+  padding, the overlapping row windows and the per-phase copies are made from the small input
+  (one pad and one gather) so that no large intermediate is copied. Downsampling is a depthwise
   convolution with stride ``down`` that computes the kept samples only, on a view whose other
   axis has size 1 (``[N * H, W, 1, C]`` for W, ``[N, H, 1, W * C]`` for H; depthwise strides
   must be equal on both axes). The lrelu gain is folded into the up filter
@@ -405,27 +407,46 @@ def _taps(g, index):
     return ops.take(gz, np.asarray(index, np.int32) + 1, axis=0)
 
 
-def _conv_up_cols(x, g, up, p0, p1):
-    """Up-FIR along W with correlation kernel ``g`` (1-D tensor): zero-insert, pad ``(p0, p1)``,
-    correlate; as one depthwise convolution over ``up`` copies of the input along channels
-    (copy ``r`` filtered with phase ``r``'s sub-filter; ``[..., Q, up*C]`` read as
-    ``[..., Q*up, C]`` is the interleaved signal). The phases give ``ceil(out/up) * up``
-    samples; the (< ``up``) extra ones at the end are kept for the caller to crop."""
-    h, c = x.shape[1], x.shape[3]
-    _, q_len, lo, hi, idx = _phase_taps(x.shape[2], int(g.shape[0]), up, p0, p1)
-    x = _crop_pad(x, 2, lo, hi)
+def _up_plan(length, g, up, p0, p1, block=False):
+    """The phase plan of one up pass: ``(idx, lo, hi, q_len)`` with ``(lo, hi)`` the padding
+    (negative = crop) of the *input* that the pass reads. With ``block`` (the H pass), ``hi``
+    also covers the rows of the last, partly used, matmul block."""
+    _, q_len, lo, hi, idx = _phase_taps(length, int(g.shape[0]), up, p0, p1)
+    if block:
+        rows = _block_rows(q_len)
+        hi += -(-q_len // rows) * rows - q_len
+    return idx, lo, hi, q_len
+
+
+def _pad2(x, h, w):
+    """Pad (zeros) / crop H by ``h = (lo, hi)`` and W by ``w``: one pad and one slice at most."""
+    pads = [[0, 0], [max(h[0], 0), max(h[1], 0)], [max(w[0], 0), max(w[1], 0)], [0, 0]]
+    if any(p for pair in pads for p in pair):
+        x = ops.pad(x, pads)
+    if min(*h, *w) < 0:
+        x = x[:, max(-h[0], 0):x.shape[1] - max(-h[1], 0),
+              max(-w[0], 0):x.shape[2] - max(-w[1], 0), :]
+    return x
+
+
+def _conv_up_cols(x, g, up, idx):
+    """Up-FIR along W with correlation kernel ``g`` (1-D tensor) and the phase plan ``idx``,
+    of the padded input given as ``up`` copies along channels (``[N, H, W, up*C]``, from
+    :func:`_row_frames`): one depthwise convolution filters copy ``r`` with phase ``r``'s
+    sub-filter, and ``[..., Q, up*C]`` read as ``[..., Q*up, C]`` is the interleaved signal.
+    The phases give ``ceil(out/up) * up`` samples; the (< ``up``) extra ones at the end are
+    kept for the caller to crop."""
+    h, c = x.shape[1], x.shape[3] // up
     sub = _taps(g, idx)                                                  # [up, T]
     t = sub.shape[1]
     kernel = ops.broadcast_to(ops.reshape(ops.transpose(sub), [1, t, up, 1, 1]),
                               [1, t, up, c, 1])
-    xc = ops.concatenate([x] * up, axis=-1) if up > 1 else x              # phase-major channels
-    y = ops.depthwise_conv(xc, ops.reshape(kernel, [1, t, up * c, 1]), padding="valid")
-    return ops.reshape(y, [-1, h, q_len * up, c])
+    y = ops.depthwise_conv(x, ops.reshape(kernel, [1, t, up * c, 1]), padding="valid")
+    return ops.reshape(y, [-1, h, (x.shape[2] - t + 1) * up, c])
 
 
-def _phase_l1(g, length, up, p0, p1):
+def _phase_l1(g, idx):
     """Largest L1 norm of the phase sub-filters of an up pass: a bound on the pass's gain."""
-    idx = _phase_taps(length, int(g.shape[0]), up, p0, p1)[4]
     return ops.max(ops.sum(ops.abs(_taps(g, idx)), axis=1))
 
 
@@ -434,21 +455,33 @@ def _block_rows(q_len, lo=8, hi=24):
     return min(range(lo, hi + 1), key=lambda b: (-(-q_len // b) * b - q_len, -b))
 
 
-def _conv_up_rows(x, g, up, p0, p1):
-    """Up-FIR along H as a matmul: blocks of ``B`` phase rows need ``B + T - 1`` input rows, and
-    one ``[up*B, B+T-1]`` matrix (the same for every block) maps them to the ``up*B`` output
-    rows. The overlapping input windows are gathered, the matrix broadcast over (N, blocks).
-    Output rows past ``ceil(out/up)*up`` (< ``up*B``) are kept for the caller to crop."""
-    n_in, w, c = x.shape[1], x.shape[2], x.shape[3]
-    out_len, q_len, lo, hi, idx = _phase_taps(n_in, int(g.shape[0]), up, p0, p1)
+def _row_frames(x, t, q_len, up):
+    """What the two up passes read, gathered from the small (padded) input in one copy:
+    the overlapping row windows of the H pass's matmul blocks (``win = B + T - 1`` rows per
+    block of ``B`` phase rows), each pixel repeated ``up`` times along channels for the W pass
+    (:func:`_conv_up_cols`). Returns ``[N, nb * win, W, up * C]``."""
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    rows = _block_rows(q_len)
+    nb = -(-q_len // rows)
+    assert h == nb * rows + t - 1, (x.shape, nb, rows, t)
+    pick = (np.arange(nb)[:, None] * rows + np.arange(rows + t - 1)).reshape(-1)
+    pick = (pick[:, None, None] * w + np.arange(w)[None, :, None]
+            + np.zeros([1, 1, up], np.int64)).reshape(-1)                # (row, col, copy)
+    y = ops.take(ops.reshape(x, [-1, h * w, c]), pick.astype(np.int32), axis=1)
+    return ops.reshape(y, [-1, pick.size // (w * up), w, up * c])
+
+
+def _conv_up_rows(x, g, up, idx, q_len):
+    """Up-FIR along H as a matmul on the row windows of :func:`_row_frames` (``x``, already
+    filtered along W): each block of ``B`` phase rows is one ``[up*B, B+T-1]`` matrix (the same
+    for every block, broadcast over N and blocks) times its window. Output rows past
+    ``ceil(out/up)*up`` (< ``up*B``) are kept for the caller to crop."""
+    w, c = x.shape[2], x.shape[3]
     t = len(idx[0])
     rows = _block_rows(q_len)
     nb = -(-q_len // rows)
     win = rows + t - 1
-    x = _crop_pad(x, 1, lo, hi + nb * rows - q_len)                  # nb*rows + t - 1 rows
-    xr = ops.reshape(x, [-1, x.shape[1], w * c])
-    frames = ops.take(xr, (np.arange(nb)[:, None] * rows + np.arange(win)).reshape(-1), axis=1)
-    frames = ops.reshape(frames, [-1, nb, win, w * c])
+    frames = ops.reshape(x, [-1, nb, win, w * c])
     where = np.full([up * rows, win], -1, np.int32)                  # -1 -> no tap
     for a in range(rows):
         for r in range(up):
@@ -494,7 +527,7 @@ def filtered_lrelu_conv(x, fu, fd, b, up, down, padding, gain, slope, clamp, fli
     fold = gain if gain > 0 else 1.0                   # lrelu(g t) = g lrelu(t) for g > 0
     reach = None                                       # bound on |x| after the up filter
     if fu is None and up == 1:
-        x = _crop_pad(_crop_pad(x, 2, *padding[0:2]), 1, *padding[2:4])
+        x = _pad2(x, padding[2:4], padding[0:2])
         x = x * fold if fold != 1 else x
         if clamp is not None:
             reach = ops.maximum(ops.max(x), -ops.min(x))
@@ -502,15 +535,19 @@ def filtered_lrelu_conv(x, fu, fd, b, up, down, padding, gain, slope, clamp, fli
         gu = prepare_filter(np.ones([1], np.float32) if fu is None else fu, "float32",
                             flip_filter, gain=up ** 2)
         if len(gu.shape) == 1:
+            cols = _up_plan(x.shape[2], gu, up, *padding[0:2])
+            rows = _up_plan(x.shape[1], gu, up, *padding[2:4], block=True)
             if clamp is not None:
-                reach = (_phase_l1(gu, x.shape[2], up, *padding[0:2]) * abs(fold)
-                         * _phase_l1(gu, x.shape[1], up, *padding[2:4]))
+                reach = _phase_l1(gu, cols[0]) * abs(fold) * _phase_l1(gu, rows[0])
                 reach = reach * ops.maximum(ops.max(x), -ops.min(x))
-            # The up passes keep their few extra samples at the end; they only add outputs
-            # past the end, cropped once from the (small) result below. Along H a block
-            # matmul beat the depthwise form (and the W form needs no matrix).
-            x = _conv_up_cols(x, gu * fold, up, padding[0], padding[1])
-            x = _conv_up_rows(x, gu, up, padding[2], padding[3])
+            # Both passes' padding, and the H pass's overlapping row windows, are applied to
+            # the small input. The up passes keep their few extra samples at the end; they
+            # only add outputs past the end, cropped once from the (small) result below.
+            # Along H a block matmul beat the depthwise form (and the W form needs no matrix).
+            x = _pad2(x, rows[1:3], cols[1:3])
+            x = _row_frames(x, len(rows[0][0]), rows[3], up)
+            x = _conv_up_cols(x, gu * fold, up, cols[0])
+            x = _conv_up_rows(x, gu, up, rows[0], rows[3])
         else:   # 2-D up filters (not used by the generators): the reference composition
             x = upfirdn2d(x, gu * fold, up=up, padding=padding, flip_filter=True)
     if slope != 1:
