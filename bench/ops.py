@@ -5,10 +5,14 @@ Default geometry: stylegan3-t-256 layer L7_148_512 (input 84 px + 2 from the ful
 batch and channel count given on the command line (defaults N=4, C=256 to fit 2 CPU cores).
 
 Usage: python bench/ops.py [--batch 4] [--channels 256] [--size 86] [--reps 3] [--radial]
-       [--impls ref,fast,conv] [--schedule stylegan3-t|stylegan3-r [--res 256]]
+       [--impls ref,fast,conv] [--schedule stylegan3-t|stylegan3-r [--res 256] [--profile]]
 Prints ms per call (best of ``reps`` after one warm-up), forward and forward+backward. With
 ``--schedule`` it instead times the forward op alone at every layer's geometry of that config
-(batch ``--batch``, random input) for each impl, and the total.
+(batch ``--batch``, random input) for each impl, and the total. ``--profile`` (with
+``--schedule``) splits the XLA-free ``impl="conv"`` graph into its stages (the op's name scopes:
+bias, pad_gather, up_w, up_h, lrelu, down_w, down_h, down_2d, ...) with TensorFlow's per-node
+step statistics: ms per stage per layer (best traced run of ``reps``; nodes that run side by
+side are each counted in full, so stages can add up to more than the wall time).
 """
 
 import argparse
@@ -63,6 +67,57 @@ def schedule(a):
     print("  total  " + "  ".join(f"{k} {v:.0f} ms" for k, v in totals.items()))
 
 
+def profile(a):
+    """Per-stage times of ``impl="conv"`` at every layer of a config (TF step statistics)."""
+    from collections import Counter
+
+    from sg3keras.config import resolve_preset
+    from sg3keras.models.schedule import synthesis_schedule
+    from sg3keras.ops.filtered_lrelu import CONV_STAGES
+    cfg = resolve_preset(a.schedule, img_resolution=a.res).generator
+    rng = np.random.default_rng(0)
+    total, walls = Counter(), 0.0
+    print(f"  {'layer':<14}{'wall ms':>9}  " + "".join(f"{s:>12}" for s in CONV_STAGES))
+    for L in synthesis_schedule(cfg).layers:
+        n = L.in_size + L.conv_kernel - 1
+        fu = design_lowpass_filter(L.up_taps, L.in_cutoff, 2 * L.in_half_width,
+                                   L.tmp_sampling_rate)
+        fd = design_lowpass_filter(L.down_taps, L.out_cutoff, 2 * L.out_half_width,
+                                   L.tmp_sampling_rate, radial=L.down_radial)
+        g = tf.Graph()
+        with g.as_default():
+            x = tf.compat.v1.placeholder(tf.float32, [a.batch, n, n, L.out_channels])
+            y = filtered_lrelu(x, fu, fd, tf.zeros([L.out_channels]), up=L.up_factor,
+                               down=L.down_factor, padding=L.padding, clamp=256.0,
+                               gain=1.0 if L.is_torgb else float(np.sqrt(2)),
+                               slope=1.0 if L.is_torgb else 0.2, impl="conv")
+        feed = {x: rng.standard_normal(x.shape).astype(np.float32)}
+        best = None
+        with tf.compat.v1.Session(graph=g) as sess:
+            sess.run(y, feed)
+            for _ in range(a.reps):
+                md = tf.compat.v1.RunMetadata()
+                t0 = time.perf_counter()
+                sess.run(y, feed, options=tf.compat.v1.RunOptions(trace_level=3),
+                         run_metadata=md)
+                wall = 1e3 * (time.perf_counter() - t0)
+                stages = Counter()
+                for dev in md.step_stats.dev_stats:
+                    for ns in dev.node_stats:
+                        parts = ns.node_name.split("/")
+                        stage = next((p for p in parts if p in CONV_STAGES), "other")
+                        stages[stage] += ns.all_end_rel_micros / 1e3
+                if best is None or wall < best[0]:
+                    best = (wall, stages)
+        wall, stages = best
+        walls += wall
+        total.update(stages)
+        print(f"  {L.name:<14}{wall:9.1f}  " + "".join(f"{stages[s]:12.1f}" for s in CONV_STAGES),
+              flush=True)
+    print(f"  {'total':<14}{walls:9.1f}  " + "".join(f"{total[s]:12.1f}" for s in CONV_STAGES))
+    print(f"  (other nodes: {total['other']:.1f} ms)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=4)
@@ -73,7 +128,14 @@ def main():
     ap.add_argument("--impls", default="ref,fast")
     ap.add_argument("--schedule", default=None, help="time every layer of this config")
     ap.add_argument("--res", type=int, default=256)
+    ap.add_argument("--profile", action="store_true",
+                    help="with --schedule: impl=conv per-stage times (TF step statistics)")
     a = ap.parse_args()
+    if a.profile:
+        if not a.schedule:
+            ap.error("--profile needs --schedule CFG")
+        print(f"impl=conv stages per layer of {a.schedule} {a.res} px, batch {a.batch} (ms)")
+        return profile(a)
     if a.schedule:
         print(f"filtered_lrelu forward per layer of {a.schedule} {a.res} px, batch {a.batch}")
         return schedule(a)

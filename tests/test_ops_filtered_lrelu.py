@@ -99,6 +99,13 @@ def test_conv_never_uses_xla(monkeypatch):
                                              for n in f.node_def}
     assert "DepthwiseConv2dNative" in ops_used
     assert not any("Xla" in o or "PartitionedCall" in o for o in ops_used), sorted(ops_used)
+    # bench/ops.py --profile attributes time by these name scopes: every heavy op has one
+    heavy = [n.name for n in graph.node if n.op in ("DepthwiseConv2dNative", "BatchMatMulV2",
+                                                     "GatherV2", "LeakyRelu", "Pad", "If",
+                                                     "StatelessIf", "AddV2", "Max", "Min")]
+    assert len(heavy) >= 8
+    for name in heavy:
+        assert set(name.split("/")) & set(fl_module.CONV_STAGES), name
     np.testing.assert_allclose(fn(tf.constant(args["x"])).numpy(), ref, atol=1e-5)
 
 

@@ -33,6 +33,7 @@ docs/PAPER.md):
 
 import math
 
+import keras
 import numpy as np
 from keras import backend, ops
 
@@ -43,6 +44,9 @@ from .upfirdn2d import filter_size, prepare_filter, upfirdn2d
 __all__ = ["filtered_lrelu", "filtered_lrelu_fast", "output_size", "IMPLS"]
 
 IMPLS = ("ref", "fast", "conv")
+CONV_STAGES = ("bias", "clamp_bound", "pad_gather", "up_w", "up_h", "lrelu", "clamp",
+               "down_w", "down_h", "down_2d", "crop")   # impl="conv" name scopes
+_scope = keras.name_scope
 _HALF = ("float16", "bfloat16")
 
 
@@ -523,7 +527,8 @@ def filtered_lrelu_conv(x, fu, fd, b, up, down, padding, gain, slope, clamp, fli
     out_w = output_size(x.shape[2], up, down, padding[0:2], fuw, fdw)
     x = _acc(x)
     if b is not None:
-        x = x + ops.reshape(ops.cast(b, x.dtype), [1, 1, 1, -1])
+        with _scope("bias"):
+            x = x + ops.reshape(ops.cast(b, x.dtype), [1, 1, 1, -1])
     fold = gain if gain > 0 else 1.0                   # lrelu(g t) = g lrelu(t) for g > 0
     reach = None                                       # bound on |x| after the up filter
     if fu is None and up == 1:
@@ -538,36 +543,44 @@ def filtered_lrelu_conv(x, fu, fd, b, up, down, padding, gain, slope, clamp, fli
             cols = _up_plan(x.shape[2], gu, up, *padding[0:2])
             rows = _up_plan(x.shape[1], gu, up, *padding[2:4], block=True)
             if clamp is not None:
-                reach = _phase_l1(gu, cols[0]) * abs(fold) * _phase_l1(gu, rows[0])
-                reach = reach * ops.maximum(ops.max(x), -ops.min(x))
+                with _scope("clamp_bound"):
+                    reach = _phase_l1(gu, cols[0]) * abs(fold) * _phase_l1(gu, rows[0])
+                    reach = reach * ops.maximum(ops.max(x), -ops.min(x))
             # Both passes' padding, and the H pass's overlapping row windows, are applied to
             # the small input. The up passes keep their few extra samples at the end; they
             # only add outputs past the end, cropped once from the (small) result below.
             # Along H a block matmul beat the depthwise form (and the W form needs no matrix).
-            x = _pad2(x, rows[1:3], cols[1:3])
-            x = _row_frames(x, len(rows[0][0]), rows[3], up)
-            x = _conv_up_cols(x, gu * fold, up, cols[0])
-            x = _conv_up_rows(x, gu, up, rows[0], rows[3])
+            with _scope("pad_gather"):
+                x = _row_frames(_pad2(x, rows[1:3], cols[1:3]), len(rows[0][0]), rows[3], up)
+            with _scope("up_w"):
+                x = _conv_up_cols(x, gu * fold, up, cols[0])
+            with _scope("up_h"):
+                x = _conv_up_rows(x, gu, up, rows[0], rows[3])
         else:   # 2-D up filters (not used by the generators): the reference composition
             x = upfirdn2d(x, gu * fold, up=up, padding=padding, flip_filter=True)
-    if slope != 1:
-        x = ops.leaky_relu(x, slope)
-    if gain != fold:
-        x = x * gain
+    with _scope("lrelu"):
+        x = ops.leaky_relu(x, slope) if slope != 1 else x
+        x = x * gain if gain != fold else x
     if clamp is not None and reach is None:
         x = ops.clip(x, -clamp, clamp)
     elif clamp is not None:
         # A clip is a full pass over the largest tensor. It changes nothing unless some value
         # can exceed the clamp: |out| <= max|x| * (largest phase L1 norm per axis) * gain.
         reach = reach * (abs(gain / fold) * max(1.0, abs(slope)) * 1.001)
-        x = ops.cond(reach > clamp, lambda: ops.clip(x, -clamp, clamp), lambda: x)
+        with _scope("clamp"):
+            x = ops.cond(reach > clamp, lambda: ops.clip(x, -clamp, clamp), lambda: x)
     if fd is not None or down > 1:
         gd = prepare_filter(np.ones([1], np.float32) if fd is None else fd, "float32",
                             flip_filter)
         if len(gd.shape) == 1:
-            x = _conv_down_axis(_conv_down_axis(x, gd, down, 2), gd, down, 1)
+            with _scope("down_w"):
+                x = _conv_down_axis(x, gd, down, 2)
+            with _scope("down_h"):
+                x = _conv_down_axis(x, gd, down, 1)
         else:
-            x = _conv_down_2d(x, gd, down)
+            with _scope("down_2d"):
+                x = _conv_down_2d(x, gd, down)
     if x.shape[1] != out_h or x.shape[2] != out_w:
-        x = x[:, :out_h, :out_w, :]
+        with _scope("crop"):
+            x = x[:, :out_h, :out_w, :]
     return ops.cast(x, dtype) if dtype != backend.standardize_dtype(x.dtype) else x
