@@ -13,10 +13,13 @@ For each config (stylegan3-t / -r at 256 px, official default channels, batch 4,
   ``filtered_lrelu``), for comparison.
 
 Each variant runs in its own process: one warm-up call (tracing / loading / compiling), then the
-best of ``--reps`` timed calls. Prints s/batch, the ratio to in-process, peak RSS and the largest
-pixel difference from the in-process images (uint8).
+best of ``--reps`` timed calls. With ``--rounds K`` every variant (in-process included) is timed
+in K fresh processes, taking turns, and the best is kept: on a shared machine the speed drifts
+by 10-20 % over minutes, and taking turns lets the drift hit every variant alike. Prints
+s/batch, the ratio to in-process, peak RSS and the largest pixel difference from the
+in-process images (uint8); with rounds, also every round's ratios.
 
-Usage: python bench/serving.py [--configs t,r] [--res 256] [--batch 4] [--reps 2]
+Usage: python bench/serving.py [--configs t,r] [--res 256] [--batch 4] [--reps 2] [--rounds 1]
        [--variants served,served-xla,served-ref]
 """
 
@@ -63,8 +66,9 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
-def in_process(cfg_name, res, batch, reps, work):
-    """Child: build the network (seed 0), save it and z, time the in-process generator."""
+def in_process(cfg_name, res, batch, reps, work, save=True):
+    """Child: build the network (seed 0), save it and z (``save``), time the in-process
+    generator."""
     sys.path.insert(0, ROOT)
     import numpy as np
     import tensorflow as tf
@@ -73,15 +77,17 @@ def in_process(cfg_name, res, batch, reps, work):
     from sg3keras.utils import to_uint8
     G = Generator.from_preset(cfg_name, img_resolution=res, seed=0)
     z = np.random.RandomState(0).randn(batch, G.z_dim).astype(np.float32)
-    np.save(os.path.join(work, "z.npy"), z)
+    if save:
+        np.save(os.path.join(work, "z.npy"), z)
     fwd = tf.function(lambda z: to_uint8(G(z, truncation_psi=1.0)))
     zt = tf.constant(z)
     t0 = time.perf_counter()
     img = fwd(zt).numpy()
     first = time.perf_counter() - t0
     best = min(_timed(lambda: fwd(zt).numpy()) for _ in range(reps))
-    np.save(os.path.join(work, "in-process.npy"), img)
-    G.save(os.path.join(work, "G.keras"))
+    if save:
+        np.save(os.path.join(work, "in-process.npy"), img)
+        G.save(os.path.join(work, "G.keras"))
     print(json.dumps(dict(first_s=first, best_s=best,
                           rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 
@@ -121,14 +127,16 @@ def main():
     ap.add_argument("--res", type=int, default=256)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--configs", default="t,r")
     ap.add_argument("--variants", default="served,served-xla,served-ref")
     ap.add_argument("--child", nargs="+", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         kind, *rest = a.child
-        if kind == "in-process":
-            return in_process(rest[0], a.res, a.batch, a.reps, rest[1])
+        if kind in ("in-process", "in-process-again"):
+            return in_process(rest[0], a.res, a.batch, a.reps, rest[1],
+                              save=kind == "in-process")
         return export(rest[0], rest[1])
 
     import numpy as np
@@ -146,22 +154,45 @@ def main():
                 print(f"{cfg_name:<14}in-process  FAILED: {e}")
                 continue
             ref = np.load(os.path.join(work, "in-process.npy"))
-            print(f"{cfg_name:<14}{'in-process':<12}{base['best_s']:>9.2f}{1:>10.2f}"
-                  f"{base['first_s']:>9.1f}{'':>9}{base['rss_mb']:>8.0f}{'':>11}", flush=True)
+            exports, runs = {}, {"in-process": [base]}
             for v in a.variants.split(","):
                 try:
-                    ex = _child([__file__, "--child", "export", work, v])
-                    out = os.path.join(work, f"{v}.npy")
-                    m = _child(["-c", _BARE, ex["dir"], os.path.join(work, "z.npy"), out,
-                                str(a.reps)])
+                    exports[v] = _child([__file__, "--child", "export", work, v])
                 except (RuntimeError, subprocess.TimeoutExpired) as e:
                     print(f"{cfg_name:<14}{v:<12} FAILED: {e}")
+            for k in range(a.rounds):
+                if k:
+                    runs["in-process"].append(_child(
+                        [__file__, "--res", str(a.res), "--batch", str(a.batch), "--reps",
+                         str(a.reps), "--child", "in-process-again", cfg_name, work]))
+                for v, ex in list(exports.items()):
+                    out = os.path.join(work, f"{v}.npy")
+                    try:
+                        m = _child(["-c", _BARE, ex["dir"], os.path.join(work, "z.npy"), out,
+                                    str(a.reps)])
+                    except (RuntimeError, subprocess.TimeoutExpired) as e:
+                        print(f"{cfg_name:<14}{v:<12} FAILED: {e}")
+                        del exports[v]
+                        continue
+                    assert not m["project_modules"], m["project_modules"]
+                    m["diff"] = int(np.abs(np.load(out).astype(int) - ref).max())
+                    runs.setdefault(v, []).append(m)
+            best = {v: min(r["best_s"] for r in rs) for v, rs in runs.items()}
+            b = runs["in-process"][0]
+            print(f"{cfg_name:<14}{'in-process':<12}{best['in-process']:>9.2f}{1:>10.2f}"
+                  f"{b['first_s']:>9.1f}{'':>9}{b['rss_mb']:>8.0f}{'':>11}", flush=True)
+            for v, rs in runs.items():
+                if v == "in-process":
                     continue
-                assert not m["project_modules"], m["project_modules"]
-                diff = int(np.abs(np.load(out).astype(int) - ref).max())
-                print(f"{cfg_name:<14}{v:<12}{m['best_s']:>9.2f}"
-                      f"{m['best_s'] / base['best_s']:>10.2f}{m['first_s']:>9.1f}"
-                      f"{ex['export_s']:>9.1f}{m['rss_mb']:>8.0f}{diff:>11}", flush=True)
+                m = rs[0]
+                print(f"{cfg_name:<14}{v:<12}{best[v]:>9.2f}"
+                      f"{best[v] / best['in-process']:>10.2f}{m['first_s']:>9.1f}"
+                      f"{exports[v]['export_s']:>9.1f}{m['rss_mb']:>8.0f}"
+                      f"{max(r['diff'] for r in rs):>11}", flush=True)
+                if a.rounds > 1:
+                    each = [r["best_s"] / i["best_s"] for r, i in zip(rs, runs["in-process"])]
+                    print(f"{'':<14}{'':<12}rounds: x in-proc " +
+                          " ".join(f"{x:.2f}" for x in each))
 
 
 if __name__ == "__main__":
