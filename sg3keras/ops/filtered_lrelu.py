@@ -468,11 +468,14 @@ def _row_frames(x, t, q_len, up):
     rows = _block_rows(q_len)
     nb = -(-q_len // rows)
     assert h == nb * rows + t - 1, (x.shape, nb, rows, t)
-    pick = (np.arange(nb)[:, None] * rows + np.arange(rows + t - 1)).reshape(-1)
-    pick = (pick[:, None, None] * w + np.arange(w)[None, :, None]
-            + np.zeros([1, 1, up], np.int64)).reshape(-1)                # (row, col, copy)
-    y = ops.take(ops.reshape(x, [-1, h * w, c]), pick.astype(np.int32), axis=1)
-    return ops.reshape(y, [-1, pick.size // (w * up), w, up * c])
+    win_rows = (np.arange(nb)[:, None] * rows + np.arange(rows + t - 1)).reshape(-1, 1, 1)
+    # (row, col, copy) -> pixel; built in the graph: as a constant it would be ~F*W*up int32s
+    # per layer in the exported file (tens of MB at 1024 px)
+    pick = (ops.convert_to_tensor(win_rows.astype(np.int32) * w)
+            + ops.reshape(ops.arange(w, dtype="int32"), [1, w, 1])
+            + ops.zeros([1, 1, up], "int32"))
+    y = ops.take(ops.reshape(x, [-1, h * w, c]), ops.reshape(pick, [-1]), axis=1)
+    return ops.reshape(y, [-1, win_rows.size, w, up * c])
 
 
 def _conv_up_rows(x, g, up, idx, q_len):
