@@ -106,6 +106,11 @@ def test_conv_never_uses_xla(monkeypatch):
     assert len(heavy) >= 8
     for name in heavy:
         assert set(name.split("/")) & set(fl_module.CONV_STAGES), name
+    # index tables scale with the image (F*W*up entries); they must be built in the graph,
+    # not stored as constants in every exported signature
+    sizes = {n.name: int(np.prod([d.size for d in n.attr["value"].tensor.tensor_shape.dim]))
+             for n in graph.node if n.op == "Const"}
+    assert max(sizes.values()) < 4096, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
     np.testing.assert_allclose(fn(tf.constant(args["x"])).numpy(), ref, atol=1e-5)
 
 
