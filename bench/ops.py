@@ -39,23 +39,28 @@ def best_ms(fn, reps):
     return 1e3 * min(times)
 
 
-def schedule(a):
-    """Forward ``filtered_lrelu`` at every layer of a config, per impl."""
+def layer_ops(a):
+    """``(layer, input size, fu, fd, filtered_lrelu kwargs)`` for every layer of ``a.schedule``."""
     from sg3keras.config import resolve_preset
     from sg3keras.models.schedule import synthesis_schedule
     cfg = resolve_preset(a.schedule, img_resolution=a.res).generator
-    totals = {}
     for L in synthesis_schedule(cfg).layers:
-        n = L.in_size + L.conv_kernel - 1
-        x = tf.random.normal([a.batch, n, n, L.out_channels])
         fu = design_lowpass_filter(L.up_taps, L.in_cutoff, 2 * L.in_half_width,
                                    L.tmp_sampling_rate)
         fd = design_lowpass_filter(L.down_taps, L.out_cutoff, 2 * L.out_half_width,
                                    L.tmp_sampling_rate, radial=L.down_radial)
-        b = tf.zeros([L.out_channels])
         kw = dict(up=L.up_factor, down=L.down_factor, padding=L.padding, clamp=256.0,
                   gain=1.0 if L.is_torgb else float(np.sqrt(2)),
                   slope=1.0 if L.is_torgb else 0.2)
+        yield L, L.in_size + L.conv_kernel - 1, fu, fd, kw
+
+
+def schedule(a):
+    """Forward ``filtered_lrelu`` at every layer of a config, per impl."""
+    totals = {}
+    for L, n, fu, fd, kw in layer_ops(a):
+        x = tf.random.normal([a.batch, n, n, L.out_channels])
+        b = tf.zeros([L.out_channels])
         row = f"  {L.name:<14}{str(list(x.shape)):<22}up {L.up_factor} down {L.down_factor}" \
               f"{' radial' if L.down_radial else '':<8}"
         for impl in a.impls.split(","):
@@ -71,26 +76,15 @@ def profile(a):
     """Per-stage times of ``impl="conv"`` at every layer of a config (TF step statistics)."""
     from collections import Counter
 
-    from sg3keras.config import resolve_preset
-    from sg3keras.models.schedule import synthesis_schedule
     from sg3keras.ops.filtered_lrelu import CONV_STAGES
-    cfg = resolve_preset(a.schedule, img_resolution=a.res).generator
     rng = np.random.default_rng(0)
     total, walls = Counter(), 0.0
     print(f"  {'layer':<14}{'wall ms':>9}  " + "".join(f"{s:>12}" for s in CONV_STAGES))
-    for L in synthesis_schedule(cfg).layers:
-        n = L.in_size + L.conv_kernel - 1
-        fu = design_lowpass_filter(L.up_taps, L.in_cutoff, 2 * L.in_half_width,
-                                   L.tmp_sampling_rate)
-        fd = design_lowpass_filter(L.down_taps, L.out_cutoff, 2 * L.out_half_width,
-                                   L.tmp_sampling_rate, radial=L.down_radial)
+    for L, n, fu, fd, kw in layer_ops(a):
         g = tf.Graph()
         with g.as_default():
             x = tf.compat.v1.placeholder(tf.float32, [a.batch, n, n, L.out_channels])
-            y = filtered_lrelu(x, fu, fd, tf.zeros([L.out_channels]), up=L.up_factor,
-                               down=L.down_factor, padding=L.padding, clamp=256.0,
-                               gain=1.0 if L.is_torgb else float(np.sqrt(2)),
-                               slope=1.0 if L.is_torgb else 0.2, impl="conv")
+            y = filtered_lrelu(x, fu, fd, tf.zeros([L.out_channels]), impl="conv", **kw)
         feed = {x: rng.standard_normal(x.shape).astype(np.float32)}
         best = None
         with tf.compat.v1.Session(graph=g) as sess:

@@ -164,15 +164,18 @@ def _phase_taps(length, taps, up, p0, p1):
 
 
 def _crop_pad(x, axis, lo, hi):
-    if lo > 0 or hi > 0:
-        pads = [[0, 0]] * 4
-        pads[axis] = [max(lo, 0), max(hi, 0)]
+    """Pad (zeros) / crop one axis (1 = H, 2 = W) by ``(lo, hi)``; negative = crop."""
+    return _pad2(x, (lo, hi) if axis == 1 else (0, 0), (lo, hi) if axis == 2 else (0, 0))
+
+
+def _pad2(x, h, w):
+    """Pad (zeros) / crop H by ``h = (lo, hi)`` and W by ``w``: one pad and one slice at most."""
+    pads = [[0, 0], [max(h[0], 0), max(h[1], 0)], [max(w[0], 0), max(w[1], 0)], [0, 0]]
+    if any(p for pair in pads for p in pair):
         x = ops.pad(x, pads)
-    if lo < 0 or hi < 0:
-        n = x.shape[axis]
-        sl = [slice(None)] * 4
-        sl[axis] = slice(max(-lo, 0), n - max(-hi, 0))
-        x = x[tuple(sl)]
+    if min(*h, *w) < 0:
+        x = x[:, max(-h[0], 0):x.shape[1] - max(-h[1], 0),
+              max(-w[0], 0):x.shape[2] - max(-w[1], 0), :]
     return x
 
 
@@ -417,20 +420,9 @@ def _up_plan(length, g, up, p0, p1, block=False):
     also covers the rows of the last, partly used, matmul block."""
     _, q_len, lo, hi, idx = _phase_taps(length, int(g.shape[0]), up, p0, p1)
     if block:
-        rows = _block_rows(q_len)
-        hi += -(-q_len // rows) * rows - q_len
+        rows, nb = _blocks(q_len)
+        hi += nb * rows - q_len
     return idx, lo, hi, q_len
-
-
-def _pad2(x, h, w):
-    """Pad (zeros) / crop H by ``h = (lo, hi)`` and W by ``w``: one pad and one slice at most."""
-    pads = [[0, 0], [max(h[0], 0), max(h[1], 0)], [max(w[0], 0), max(w[1], 0)], [0, 0]]
-    if any(p for pair in pads for p in pair):
-        x = ops.pad(x, pads)
-    if min(*h, *w) < 0:
-        x = x[:, max(-h[0], 0):x.shape[1] - max(-h[1], 0),
-              max(-w[0], 0):x.shape[2] - max(-w[1], 0), :]
-    return x
 
 
 def _conv_up_cols(x, g, up, idx):
@@ -449,14 +441,21 @@ def _conv_up_cols(x, g, up, idx):
     return ops.reshape(y, [-1, h, (x.shape[2] - t + 1) * up, c])
 
 
+def _peak(x):
+    """``max |x|`` as two read-only reductions (``abs`` would write a copy first)."""
+    return ops.maximum(ops.max(x), -ops.min(x))
+
+
 def _phase_l1(g, idx):
     """Largest L1 norm of the phase sub-filters of an up pass: a bound on the pass's gain."""
     return ops.max(ops.sum(ops.abs(_taps(g, idx)), axis=1))
 
 
-def _block_rows(q_len, lo=8, hi=24):
-    """Phase rows per matmul block: the size in ``[lo, hi]`` that wastes the fewest rows."""
-    return min(range(lo, hi + 1), key=lambda b: (-(-q_len // b) * b - q_len, -b))
+def _blocks(q_len, lo=8, hi=24):
+    """The H pass's matmul blocks ``(B, nb)``: ``B`` phase rows each, the size in ``[lo, hi]``
+    that wastes the fewest rows, and ``nb = ceil(q_len / B)`` of them."""
+    rows = min(range(lo, hi + 1), key=lambda b: (-(-q_len // b) * b - q_len, -b))
+    return rows, -(-q_len // rows)
 
 
 def _row_frames(x, t, q_len, up):
@@ -465,8 +464,7 @@ def _row_frames(x, t, q_len, up):
     block of ``B`` phase rows), each pixel repeated ``up`` times along channels for the W pass
     (:func:`_conv_up_cols`). Returns ``[N, nb * win, W, up * C]``."""
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
-    rows = _block_rows(q_len)
-    nb = -(-q_len // rows)
+    rows, nb = _blocks(q_len)
     assert h == nb * rows + t - 1, (x.shape, nb, rows, t)
     win_rows = (np.arange(nb)[:, None] * rows + np.arange(rows + t - 1)).reshape(-1, 1, 1)
     # (row, col, copy) -> pixel; built in the graph: as a constant it would be ~F*W*up int32s
@@ -485,8 +483,7 @@ def _conv_up_rows(x, g, up, idx, q_len):
     ``ceil(out/up)*up`` (< ``up*B``) are kept for the caller to crop."""
     w, c = x.shape[2], x.shape[3]
     t = len(idx[0])
-    rows = _block_rows(q_len)
-    nb = -(-q_len // rows)
+    rows, nb = _blocks(q_len)
     win = rows + t - 1
     frames = ops.reshape(x, [-1, nb, win, w * c])
     where = np.full([up * rows, win], -1, np.int32)                  # -1 -> no tap
@@ -538,7 +535,7 @@ def filtered_lrelu_conv(x, fu, fd, b, up, down, padding, gain, slope, clamp, fli
         x = _pad2(x, padding[2:4], padding[0:2])
         x = x * fold if fold != 1 else x
         if clamp is not None:
-            reach = ops.maximum(ops.max(x), -ops.min(x))
+            reach = _peak(x)
     else:
         gu = prepare_filter(np.ones([1], np.float32) if fu is None else fu, "float32",
                             flip_filter, gain=up ** 2)
@@ -548,7 +545,7 @@ def filtered_lrelu_conv(x, fu, fd, b, up, down, padding, gain, slope, clamp, fli
             if clamp is not None:
                 with _scope("clamp_bound"):
                     reach = _phase_l1(gu, cols[0]) * abs(fold) * _phase_l1(gu, rows[0])
-                    reach = reach * ops.maximum(ops.max(x), -ops.min(x))
+                    reach = reach * _peak(x)
             # Both passes' padding, and the H pass's overlapping row windows, are applied to
             # the small input. The up passes keep their few extra samples at the end; they
             # only add outputs past the end, cropped once from the (small) result below.
