@@ -132,6 +132,8 @@ def main():
     ap.add_argument("--variants", default="served,served-xla,served-ref")
     ap.add_argument("--child", nargs="+", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.rounds < 1 or a.reps < 1:
+        ap.error(f"--rounds and --reps must be >= 1 (got --rounds {a.rounds}, --reps {a.reps})")
     if a.child:
         kind, *rest = a.child
         if kind in ("in-process", "in-process-again"):
