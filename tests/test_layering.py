@@ -364,8 +364,7 @@ def test_an_upward_import_is_reported():
 
 
 def test_a_circle_between_packages_is_reported():
-    # metrics -> networks -> inference -> metrics: lazy imports, each one allowed on its own
-    # under a floor map that puts all three on one floor in another order.
+    # metrics -> networks -> inference -> metrics (lazy imports); ops imports no package.
     fake = {"metrics/evaluate.py": [("sg3keras.networks.loading", False, False)],
             "networks/loading.py": [("sg3keras.inference.generate", False, False)],
             "inference/projector.py": [("sg3keras.metrics.registry", False, False)],
