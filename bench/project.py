@@ -32,7 +32,7 @@ def main():
     import numpy as np
 
     from sg3keras.inference import projector
-    from sg3keras.metrics.vgg16 import build_vgg16_lpips
+    from sg3keras.detectors.vgg16 import build_vgg16_lpips
     from sg3keras.models import Generator
 
     out = {"cfg": args.cfg, "res": args.res, "loss": args.loss, "steps": args.steps}

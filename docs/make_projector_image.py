@@ -24,7 +24,7 @@ def make_projector_image(network, out="docs/images/projector.png", photo="coffee
     from PIL import Image
 
     from sg3keras.data.demo import DEMO_IMAGES, load_demo_photos
-    from sg3keras.inference.networks import load_network
+    from sg3keras.networks.loading import load_network
     from sg3keras.inference.projector import project, psnr, render_ws
     from sg3keras.tools._draw import write_panels
 

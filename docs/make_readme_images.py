@@ -34,7 +34,7 @@ def make_readme_images(outdir="docs/images", network=None, resolution=32, seed=0
         paths.append(layers_plot.plot_layer_schedule(
             cfg, os.path.join(outdir, f"layers-{name}-1024.png"), dpi=80))
     if network is not None:
-        from sg3keras.inference.networks import load_network
+        from sg3keras.networks.loading import load_network
         G, auto, label = load_network(network), False, "generator"
     else:
         from sg3keras.models.generator import Generator

@@ -1,8 +1,10 @@
 """sg3keras: StyleGAN3 for TensorFlow 2 / Keras 3.
 
 Package map (docs/PAPER.md maps the paper to the code; docs/CONTRIBUTING.md says which file a
-new line belongs in): ``ops`` -> ``layers`` -> ``models`` -> ``convert`` / ``training`` /
-``metrics`` / ``inference`` / ``data`` -> ``export``, ``tools`` -> ``cli``.
+new line belongs in), floor by floor, each importing only from the floors below it:
+``utils``, ``config`` -> ``ops``, ``data`` -> ``layers``, ``losses`` -> ``models`` -> ``convert``,
+``runtime`` -> ``networks``, ``detectors`` -> ``inference``, ``metrics`` -> ``training``,
+``tools``, ``export`` -> ``demo`` -> ``cli``.
 """
 
 import importlib
@@ -16,8 +18,14 @@ _MOVED = {
     "sg3keras.augment": "sg3keras.training.augment",
     "sg3keras.dataset_tool": "sg3keras.data.dataset_tool",
     "sg3keras.demo_data": "sg3keras.data.demo",
-    "sg3keras.networks": "sg3keras.inference.networks",
     "sg3keras.generate": "sg3keras.inference.generate",
+    # Strict floors: runtime, detectors and networks below training, metrics and inference.
+    "sg3keras.inference.networks": "sg3keras.networks.loading",
+    "sg3keras.inference.pretrained": "sg3keras.networks.pretrained",
+    "sg3keras.training.optimizers": "sg3keras.runtime.optimizers",
+    "sg3keras.metrics.detectors": "sg3keras.detectors.loading",
+    "sg3keras.metrics.inception": "sg3keras.detectors.inception",
+    "sg3keras.metrics.vgg16": "sg3keras.detectors.vgg16",
 }
 
 
@@ -54,8 +62,8 @@ _REGISTRY_MODULE = "keras.src.saving.object_registration"
 # lightest first (tests/test_init.py checks that this list is complete).
 REGISTERING_MODULES = (
     "sg3keras.layers", "sg3keras.models", "sg3keras.training.augment",
-    "sg3keras.training.optimizers", "sg3keras.training.gan", "sg3keras.metrics.inception",
-    "sg3keras.metrics.vgg16",
+    "sg3keras.runtime.optimizers", "sg3keras.training.gan", "sg3keras.detectors.inception",
+    "sg3keras.detectors.vgg16",
 )
 
 

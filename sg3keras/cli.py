@@ -259,7 +259,7 @@ def generate(network, seeds, truncation_psi, class_idx, noise_mode, translate, r
              grid, projected_w):
     """Generate images (official gen_images.py flags and semantics)."""
     from sg3keras.inference.generate import generate_images, write_images
-    from sg3keras.inference.networks import load_network
+    from sg3keras.networks.loading import load_network
     if projected_w:
         return _generate_projected(network, projected_w, outdir, noise_mode, seeds,
                                    truncation_psi)
@@ -279,7 +279,7 @@ def generate(network, seeds, truncation_psi, class_idx, noise_mode, translate, r
 
 def _generate_projected(network, projected_w, outdir, noise_mode, seeds, truncation_psi):
     """``generate --projected-w``: one projNN.png per w in the file (official semantics)."""
-    from sg3keras.inference.networks import load_network
+    from sg3keras.networks.loading import load_network
     from sg3keras.inference.projector import render_projected_w
     for flag, given in (("--seeds", seeds is not None), ("--trunc", truncation_psi != 1.0)):
         if given:
@@ -316,7 +316,7 @@ def project(network, target, outdir, num_steps, seed, save_video, loss, vgg16, c
     """Project an image into W (stylegan2-ada-pytorch projector.py method)."""
     import contextlib
 
-    from sg3keras.inference.networks import load_network
+    from sg3keras.networks.loading import load_network
     from sg3keras.inference.projector import project as run, save_projection
     from sg3keras.tools.video import require_video_support, write_projection_video
     bar = click.progressbar(length=num_steps, label="Projecting", file=sys.stderr,
@@ -355,7 +355,7 @@ def convert(src, dest, which, all_, force):
     --all: a folder).
     """
     from sg3keras.convert.official_pickle import convert_pickle
-    from sg3keras.inference.pretrained import resolve_network_file
+    from sg3keras.networks.pretrained import resolve_network_file
     _check_output(dest, "DEST")
     try:
         src = resolve_network_file(src, flag="SRC")
@@ -371,7 +371,7 @@ def convert(src, dest, which, all_, force):
 def pretrained(names):
     """List NVIDIA's pretrained networks (usable by name wherever --network or --resume takes a
     network), or download NAMES into the cache ($SG3KERAS_CACHE, default ~/.cache/sg3keras)."""
-    from sg3keras.inference.pretrained import list_pretrained, resolve_network_file
+    from sg3keras.networks.pretrained import list_pretrained, resolve_network_file
     if not names:
         for name, cfg, res, url, path in list_pretrained():
             click.echo(f"{name:32s} {cfg:12s} {res:5d}  {'cached' if path else url}")
@@ -631,7 +631,7 @@ def video(network, seeds, output, grid, num_keyframes, w_frames, kind, truncatio
           class_idx, shuffle_seed, translate_path, rotate_path, frames):
     """Latent-interpolation video (official gen_video.py flags) or an input-transform video."""
     from sg3keras.inference.generate import check_class
-    from sg3keras.inference.networks import load_network
+    from sg3keras.networks.loading import load_network
     from sg3keras.tools.video import render_transform_video, render_video
     try:
         seeds, grid = parse_range(seeds), _grid(grid)
@@ -672,7 +672,7 @@ def video(network, seeds, output, grid, num_keyframes, w_frames, kind, truncatio
 def sticking(network, outdir, seed, seeds, num, radius, space, truncation_psi, class_idx):
     """Texture-sticking pictures (paper Figure 1): neighbourhood average and pixel strips."""
     from sg3keras.inference.generate import check_class
-    from sg3keras.inference.networks import load_network
+    from sg3keras.networks.loading import load_network
     from sg3keras.tools.sticking import write_sticking
     try:
         seeds = parse_range(seeds, "--seeds") if seeds else None
@@ -706,7 +706,7 @@ def sticking(network, outdir, seed, seeds, num, radius, space, truncation_psi, c
 def eqmap(network, outdir, seed, translate_int, translate_frac, rotate, class_idx):
     """Equivariance pictures: transformed input vs transformed output, error map and PSNR."""
     from sg3keras.inference.generate import check_class
-    from sg3keras.inference.networks import load_network
+    from sg3keras.networks.loading import load_network
     from sg3keras.tools.eqmap import equivariance_maps
     try:
         translate_int = parse_vec2(translate_int, "--translate-int")
@@ -754,7 +754,7 @@ def spectra(data, network, num, class_idx, outdir, name, seed, beta, interp):
     try:
         if network:
             from sg3keras.inference.generate import check_class
-            from sg3keras.inference.networks import load_network
+            from sg3keras.networks.loading import load_network
             source = load_network(network)
             if class_idx is not None:
                 class_idx = check_class(source, class_idx)

@@ -429,7 +429,7 @@ def export_network(network_path, outdir, name, version=None, fmt="savedmodel", f
     ``savedmodel`` -> ``outdir/name/<version>/``; ``keras`` -> ``outdir/name.keras``; ``onnx``
     -> ``outdir/name.onnx`` (``version`` only applies to ``savedmodel``; an existing ``.keras`` /
     ``.onnx`` file is replaced only with ``force``). Returns the path."""
-    from sg3keras.inference.networks import load_network
+    from sg3keras.networks.loading import load_network
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: expected one of {list(FORMATS)}")
     _check_name(name)

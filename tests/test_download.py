@@ -12,7 +12,7 @@ import pytest
 
 from sg3keras.config import PRETRAINED, PRESETS, resolve_preset
 from sg3keras.data.download import DownloadError, cache_dir, cached_file, download
-from sg3keras.inference.pretrained import NetworkSourceError, resolve_network_file
+from sg3keras.networks.pretrained import NetworkSourceError, resolve_network_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY_PKL = os.path.join(HERE, "reference", "pickle", "network-snapshot-tiny.pkl")

@@ -353,7 +353,7 @@ def test_export_savedmodel_bad_arguments(exported, tmp_path, kwargs, exc, match)
 
 def test_export_network_bad_arguments(tmp_path):
     from sg3keras.export import export_network
-    from sg3keras.inference.networks import NetworkLoadError
+    from sg3keras.networks.loading import NetworkLoadError
     with pytest.raises(ValueError, match="--format 'zip'"):
         export_network(PKL, tmp_path, "m", fmt="zip")
     with pytest.raises(ValueError, match="--version applies to --format savedmodel only"):
@@ -366,7 +366,7 @@ def test_export_network_bad_arguments(tmp_path):
 
 def test_export_keras_round_trip(exported, tmp_path):
     from sg3keras.export import export_keras, export_network
-    from sg3keras.inference.networks import load_network
+    from sg3keras.networks.loading import load_network
     G = exported["nets"]["tc"]
     path = export_keras(G, tmp_path / "tc.keras")
     assert os.listdir(tmp_path) == ["tc.keras"]

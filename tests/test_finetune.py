@@ -135,7 +135,7 @@ def test_gpus_beyond_visible_is_an_error_naming_cpu_replicas(monkeypatch):
 def test_fine_tune_from_official_pickle(data, tmp_path):
     """G_ema images at the start are the pickle's; with --glr 0 the snapshots' G_ema is exactly the
     pickle's G_ema moved by the EMA steps towards G; frozen D layers stay bit-identical."""
-    from sg3keras.inference.networks import load_networks
+    from sg3keras.networks.loading import load_networks
     from sg3keras.utils import to_uint8
 
     out = tmp_path / "runs"
@@ -212,7 +212,7 @@ def test_fine_tune_from_official_pickle(data, tmp_path):
 @pytest.mark.slow
 def test_fine_tune_from_keras_over_http(data, tmp_path):
     """A .keras generator served over 127.0.0.1: G and G_ema start from it, D is fresh."""
-    from sg3keras.inference.networks import load_network
+    from sg3keras.networks.loading import load_network
     from sg3keras.utils import save_keras_atomic, to_uint8
 
     served = tmp_path / "served"

@@ -1,34 +1,48 @@
-"""The one-way layering of the package: ops -> layers -> models -> training/metrics/export -> CLI.
+"""The strict floors of the package: each sub-package imports only from the floors below it.
 
-Parses every module's imports (absolute and relative, module level and inside functions; no
-execution) and fails on an upward import, on an import cycle between modules, and on TensorFlow
-in the backend-neutral code (outside a function that dispatches on ``keras.backend.backend()``).
-This is the only test of these rules.
+Parses every module's imports (absolute and relative, module level and inside functions, and the
+string tables that ``importlib.import_module`` reads: a string constant that names an sg3keras
+module counts as an import of it; no execution) and fails on an upward import, on an import
+between two packages of the same floor, on a circle between packages, on an import cycle between
+modules, and on TensorFlow in the backend-neutral code (outside a function that dispatches on
+``keras.backend.backend()``). This is the only test of these rules; the checkers are functions
+of a ``{module: imports}`` mapping, fed a synthetic breach at the end of this file.
 """
 
 import ast
 import os
+import re
 
 import pytest
 
 PKG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sg3keras")
 
-# Floor of each sub-package / module; a module may import only from floors <= its own.
+# Floor of each sub-package / top module. A module imports only from lower floors and from its
+# own package: never from another package of its own floor, never from a floor above.
 FLOORS = {
-    "utils": 0, "config": 0, "ops": 1, "data": 1,
+    "utils": 0, "config": 0,
+    "ops": 1, "data": 1,
     "layers": 2, "losses": 2,
     "models": 3,
-    "convert": 4, "inference": 5, "training": 5, "metrics": 5, "export": 6,
-    "tools": 6, "demo": 7, "cli": 8,
+    "convert": 4, "runtime": 4,
+    "networks": 5, "detectors": 5,
+    "inference": 6, "metrics": 6,
+    "training": 7, "tools": 7, "export": 7,
+    "demo": 8,
+    "cli": 9,
 }
 # Backend-neutral code (runs under KERAS_BACKEND=jax): no TensorFlow except behind a backend
-# check. ``ops/xla.py`` is the named TensorFlow-only module of the ops.
-BACKEND_NEUTRAL = ("ops", "layers", "models", "losses", "convert")
-TF_ONLY = {"ops/xla.py"}
+# check, and no import of a TensorFlow-only module.
+BACKEND_NEUTRAL = ("ops", "layers", "models", "losses", "convert", "runtime")
 # Augmentation runs under any backend too (it lives with the training code that uses it).
 BACKEND_NEUTRAL_MODULES = {"training/augment.py"}
-# TensorFlow-only metric modules: imported lazily, only on the TensorFlow backend.
-TF_ONLY_METRICS = {"metrics/distributed.py"}
+# The named TensorFlow-only modules below the training floor.
+TF_ONLY = {"ops/xla.py", "runtime/strategy.py", "metrics/distributed.py"}
+# Packages that import TensorFlow (and the TensorFlow-only modules) lazily only, in functions
+# that run on the TensorFlow backend, so that importing them stays cheap.
+LAZY_TF = ("networks", "detectors", "metrics")
+# A string constant of this form is a module path (``importlib.import_module`` tables).
+_MODULE_STRING = re.compile(r"sg3keras(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
 def _modules():
@@ -54,6 +68,16 @@ def _is_module(dotted):
         os.path.isfile(os.path.join(PKG, rel, "__init__.py"))
 
 
+def _package(rel):
+    """The package (first path part) of ``ops/xla.py``, or the top module ``cli.py`` -> ``cli``."""
+    return rel.split("/")[0].removesuffix(".py")
+
+
+def _target(mod):
+    """The package of an imported ``sg3keras.*`` module, or None for other modules."""
+    return mod.split(".")[1] if mod.startswith("sg3keras.") else None
+
+
 class _Imports(ast.NodeVisitor):
     """Every import of a module as ``(dotted module, top_level, inside_backend_check)``."""
 
@@ -62,8 +86,8 @@ class _Imports(ast.NodeVisitor):
         pkg = _dotted(rel)
         self.package = pkg if rel.endswith("__init__.py") else pkg.rsplit(".", 1)[0]
 
-    def _add(self, name):
-        self.found.append((name, self.depth == 0, self.dispatch > 0))
+    def _add(self, name, top=None):
+        self.found.append((name, self.depth == 0 if top is None else top, self.dispatch > 0))
 
     def visit_FunctionDef(self, node):
         # A function that asks ``backend()`` dispatches on the backend (an ``if`` around the
@@ -93,39 +117,90 @@ class _Imports(ast.NodeVisitor):
         for name in subs or [mod]:
             self._add(name)
 
+    def visit_Constant(self, node):
+        # ``"sg3keras.convert.generator"`` in a table for ``importlib.import_module``: an import
+        # (a lazy one) of the longest prefix that is a module below the package top.
+        if isinstance(node.value, str) and _MODULE_STRING.fullmatch(node.value):
+            parts = node.value.split(".")
+            for n in range(len(parts), 1, -1):
+                if _is_module(".".join(parts[:n])):
+                    self._add(".".join(parts[:n]), top=False)
+                    break
 
-def _imports(rel, path):
+
+def _imports_of_source(rel, source):
     v = _Imports(rel)
-    v.visit(ast.parse(open(path).read()))
+    v.visit(ast.parse(source))
     return v.found
 
 
-def _floor(rel):
-    return FLOORS.get(rel.split("/")[0].removesuffix(".py"))
+def _imports(rel, path):
+    with open(path) as f:
+        return _imports_of_source(rel, f.read())
 
 
-@pytest.mark.parametrize("rel,path", MODULES)
-def test_no_upward_imports(rel, path):
-    if rel == "__init__.py":
-        return
-    mine = _floor(rel)
-    assert mine is not None, f"{rel}: add it to FLOORS in tests/test_layering.py"
-    for mod, _, _ in _imports(rel, path):
-        if not mod.startswith("sg3keras."):
+IMPORTS = {rel: _imports(rel, path) for rel, path in MODULES}
+
+
+# ---------------------------------------------------------------------------------------------
+# The checkers: functions of {module path ("ops/xla.py"): [(dotted import, top, dispatch)]}.
+
+def upward_imports(imports, floors=FLOORS):
+    """``"rel (floor f) imports mod (floor g)"`` for every import of a higher floor (or of an
+    sg3keras package without a floor)."""
+    out = []
+    for rel, found in sorted(imports.items()):
+        if rel == "__init__.py":
             continue
-        target = mod.split(".")[1]
-        floor = FLOORS.get(target)
-        assert floor is not None, f"{rel} imports unknown sg3keras module {mod}"
-        assert floor <= mine, f"{rel} (floor {mine}) imports {mod} (floor {floor})"
+        mine = floors.get(_package(rel))
+        if mine is None:
+            out.append(f"{rel}: add {_package(rel)!r} to FLOORS in tests/test_layering.py")
+            continue
+        for mod, _, _ in found:
+            target = _target(mod)
+            if target is None:
+                continue
+            floor = floors.get(target)
+            if floor is None:
+                out.append(f"{rel} imports unknown sg3keras module {mod}")
+            elif floor > mine:
+                out.append(f"{rel} (floor {mine}) imports {mod} (floor {floor})")
+    return out
 
 
-def test_no_import_cycles():
-    """No two modules import each other, directly or through others (lazy imports count)."""
+def sideways_imports(imports, floors=FLOORS):
+    """``"rel (package p, floor f) imports mod (package q, the same floor)"`` for every import
+    between two different packages of one floor (lazy and string imports included)."""
+    out = []
+    for rel, found in sorted(imports.items()):
+        mine = _package(rel)
+        if rel == "__init__.py" or mine not in floors:
+            continue
+        for mod, _, _ in found:
+            target = _target(mod)
+            if target is not None and target != mine and floors.get(target) == floors[mine]:
+                out.append(f"{rel} ({mine}, floor {floors[mine]}) imports {mod} ({target}, the "
+                           f"same floor); move what both need to a lower floor")
+    return out
+
+
+def package_graph(imports):
+    """``{package: {package it imports}}`` over the sub-packages and top modules (the package
+    top ``__init__.py`` left out)."""
     graph = {}
-    for rel, path in MODULES:
-        me = _dotted(rel)
-        graph[me] = {m for m, _, _ in _imports(rel, path)
-                     if m.startswith("sg3keras") and m != me and _is_module(m)}
+    for rel, found in imports.items():
+        if rel == "__init__.py":
+            continue
+        mine = _package(rel)
+        graph.setdefault(mine, set())
+        graph[mine] |= {t for t in map(_target, (m for m, _, _ in found))
+                        if t is not None and t != mine}
+    return graph
+
+
+def find_cycle(graph, allowed=lambda a, b: False):
+    """One cycle of ``graph`` (``{node: {node}}``) as ``[a, b, ..., a]``, or None; a cycle all
+    of whose edges ``(a, b)`` are ``allowed`` does not count."""
     state, stack = {}, []
 
     def visit(node):
@@ -134,41 +209,85 @@ def test_no_import_cycles():
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
                 cycle = stack[stack.index(nxt):] + [nxt]
-                # A package importing its own submodules (re-exports) is not a cycle of code.
-                if not all(b.startswith(a + ".") or a.startswith(b + ".")
-                           for a, b in zip(cycle, cycle[1:])):
-                    pytest.fail("import cycle: " + " -> ".join(cycle))
+                if not all(allowed(a, b) for a, b in zip(cycle, cycle[1:])):
+                    return cycle
             elif nxt not in state:
-                visit(nxt)
+                found = visit(nxt)
+                if found:
+                    return found
         stack.pop()
         state[node] = 2
+        return None
 
     for node in sorted(graph):
         if node not in state:
-            visit(node)
+            found = visit(node)
+            if found:
+                return found
+    return None
 
 
-@pytest.mark.parametrize("rel,path", [m for m in MODULES
-                                      if m[0].split("/")[0].removesuffix(".py") in BACKEND_NEUTRAL
-                                      or m[0] in BACKEND_NEUTRAL_MODULES])
-def test_backend_neutral_code_has_no_tensorflow(rel, path):
+def module_graph(imports):
+    """``{dotted module: {sg3keras module it imports}}``."""
+    return {_dotted(rel): {m for m, _, _ in found
+                           if m.startswith("sg3keras") and m != _dotted(rel) and _is_module(m)}
+            for rel, found in imports.items()}
+
+
+def _parent_and_child(a, b):
+    # A package importing its own submodules (re-exports) is not a cycle of code.
+    return b.startswith(a + ".") or a.startswith(b + ".")
+
+
+# ---------------------------------------------------------------------------------------------
+# The rules, on the real tree.
+
+@pytest.mark.parametrize("rel", [rel for rel, _ in MODULES])
+def test_no_upward_imports(rel):
+    assert not upward_imports({rel: IMPORTS[rel]})
+
+
+@pytest.mark.parametrize("rel", [rel for rel, _ in MODULES])
+def test_no_sideways_imports(rel):
+    assert not sideways_imports({rel: IMPORTS[rel]})
+
+
+def test_no_circle_between_packages():
+    """The package import graph has no arrow running back up (lazy and string imports count)."""
+    cycle = find_cycle(package_graph(IMPORTS))
+    assert cycle is None, "import circle between packages: " + " -> ".join(cycle)
+
+
+def test_no_import_cycles():
+    """No two modules import each other, directly or through others (lazy imports count)."""
+    cycle = find_cycle(module_graph(IMPORTS), allowed=_parent_and_child)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def _tensorflow(mod, tf_only):
+    return mod == "tensorflow" or mod.startswith("tensorflow.") or mod in tf_only
+
+
+@pytest.mark.parametrize("rel", [rel for rel, _ in MODULES
+                                 if _package(rel) in BACKEND_NEUTRAL
+                                 or rel in BACKEND_NEUTRAL_MODULES])
+def test_backend_neutral_code_has_no_tensorflow(rel):
     if rel in TF_ONLY:
         return
     tf_only = {_dotted(t) for t in TF_ONLY}
-    for mod, top, dispatch in _imports(rel, path):
-        is_tf = mod == "tensorflow" or mod.startswith("tensorflow.") or mod in tf_only
-        assert not (is_tf and (top or not dispatch)), (
+    for mod, top, dispatch in IMPORTS[rel]:
+        assert not (_tensorflow(mod, tf_only) and (top or not dispatch)), (
             f"{rel} imports {mod} {'at module level' if top else 'outside a backend check'}; "
             "keep TensorFlow-only code in named modules or behind keras.backend.backend()")
 
 
-@pytest.mark.parametrize("rel,path", [m for m in MODULES if m[0].startswith("metrics/")])
-def test_metrics_tensorflow_only_in_named_modules(rel, path):
-    if rel in TF_ONLY_METRICS:
+@pytest.mark.parametrize("rel", [rel for rel, _ in MODULES if _package(rel) in LAZY_TF])
+def test_tensorflow_only_in_named_modules(rel):
+    """metrics, detectors, networks: TensorFlow (and TensorFlow-only modules) imported lazily."""
+    if rel in TF_ONLY:
         return
-    tf_only = {_dotted(t) for t in TF_ONLY_METRICS}
-    bad = [m for m, top, _ in _imports(rel, path) if top and (
-        m == "tensorflow" or m.startswith("tensorflow.") or m in tf_only)]
+    tf_only = {_dotted(t) for t in TF_ONLY}
+    bad = [m for m, top, _ in IMPORTS[rel] if top and _tensorflow(m, tf_only)]
     assert not bad, f"{rel} imports {bad} at module level; import TensorFlow-only code lazily"
 
 
@@ -184,8 +303,13 @@ def test_package_top_is_small():
     ("sg3keras.augment", "sg3keras.training.augment"),
     ("sg3keras.dataset_tool", "sg3keras.data.dataset_tool"),
     ("sg3keras.demo_data", "sg3keras.data.demo"),
-    ("sg3keras.networks", "sg3keras.inference.networks"),
-    ("sg3keras.generate", "sg3keras.inference.generate")])
+    ("sg3keras.generate", "sg3keras.inference.generate"),
+    ("sg3keras.inference.networks", "sg3keras.networks.loading"),
+    ("sg3keras.inference.pretrained", "sg3keras.networks.pretrained"),
+    ("sg3keras.training.optimizers", "sg3keras.runtime.optimizers"),
+    ("sg3keras.metrics.detectors", "sg3keras.detectors.loading"),
+    ("sg3keras.metrics.inception", "sg3keras.detectors.inception"),
+    ("sg3keras.metrics.vgg16", "sg3keras.detectors.vgg16")])
 def test_moved_modules_import_from_the_old_path_with_a_warning(old, new):
     import importlib
     import sys
@@ -197,3 +321,66 @@ def test_moved_modules_import_from_the_old_path_with_a_warning(old, new):
     assert mod is importlib.import_module(new)
     assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message)
                for w in caught)
+
+
+# ---------------------------------------------------------------------------------------------
+# The checkers catch a breach: synthetic modules and graphs.
+
+def test_a_sideways_import_is_reported():
+    # inference -> metrics: both on floor 6, so not upward, but sideways.
+    fake = {"inference/projector.py": [("sg3keras.metrics.registry", False, False)],
+            "metrics/evaluate.py": [("sg3keras.detectors.loading", False, False)]}
+    assert not upward_imports(fake)
+    found = sideways_imports(fake)
+    assert len(found) == 1 and "inference/projector.py (inference, floor 6) imports " \
+        "sg3keras.metrics.registry (metrics, the same floor)" in found[0], found
+
+
+@pytest.mark.parametrize("source", [
+    "def f():\n    from sg3keras.metrics import registry\n",             # lazy
+    "def f():\n    from ..metrics.registry import calc_metric\n",        # lazy, relative
+    "import importlib\n\n\ndef f():\n"
+    "    return importlib.import_module('sg3keras.metrics.registry')\n",  # a string
+    "_EXPORTS = {'calc_metric': 'sg3keras.metrics.registry'}\n",          # a string table
+    "_T = {'G': ('Generator', 'sg3keras.metrics.registry', 'fn')}\n",     # a tuple in a table
+])
+def test_lazy_and_string_imports_are_imports(source):
+    found = _imports_of_source("inference/fake.py", source)
+    assert ("sg3keras.metrics.registry", False, False) in found, found
+    assert len(sideways_imports({"inference/fake.py": found})) == 1
+
+
+def test_docstrings_and_messages_are_not_imports():
+    source = ('"""Uses :mod:`sg3keras.metrics.registry`."""\n\n\ndef f(name):\n'
+              '    raise AttributeError(f"module \'sg3keras.metrics\' has no {name!r}")\n')
+    assert _imports_of_source("inference/fake.py", source) == []
+
+
+def test_an_upward_import_is_reported():
+    fake = {"metrics/distributed.py": [("sg3keras.training.distribute", False, False)]}
+    found = upward_imports(fake)
+    assert found == ["metrics/distributed.py (floor 6) imports sg3keras.training.distribute "
+                     "(floor 7)"], found
+
+
+def test_a_circle_between_packages_is_reported():
+    # metrics -> networks -> inference -> metrics (lazy imports); ops imports no package.
+    fake = {"metrics/evaluate.py": [("sg3keras.networks.loading", False, False)],
+            "networks/loading.py": [("sg3keras.inference.generate", False, False)],
+            "inference/projector.py": [("sg3keras.metrics.registry", False, False)],
+            "ops/misc.py": [("numpy", True, False)]}
+    graph = package_graph(fake)
+    assert graph == {"metrics": {"networks"}, "networks": {"inference"},
+                     "inference": {"metrics"}, "ops": set()}
+    assert find_cycle(graph) == ["inference", "metrics", "networks", "inference"]
+    assert find_cycle(package_graph({k: v for k, v in fake.items()
+                                     if not k.startswith("inference/")})) is None
+
+
+def test_a_module_cycle_is_reported_but_not_a_package_re_export():
+    graph = {"sg3keras.a": {"sg3keras.a.x"}, "sg3keras.a.x": {"sg3keras.a"}}
+    assert find_cycle(graph, allowed=_parent_and_child) is None
+    graph["sg3keras.a.x"] = {"sg3keras.b"}
+    graph["sg3keras.b"] = {"sg3keras.a.x"}
+    assert find_cycle(graph, allowed=_parent_and_child) == [
+        "sg3keras.a.x", "sg3keras.b", "sg3keras.a.x"]

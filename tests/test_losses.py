@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import close_to_official as _close
 from refdata import load_json, load_npz, nchw_to_nhwc
 from sg3keras import losses
 from sg3keras.convert.discriminator import discriminator_from_official
@@ -20,12 +21,6 @@ def _d():
         _D.append(discriminator_from_official(
             load_npz("d_sg2_32", "params"), load_json("d_sg2_32", "config")["constructor_kwargs"]))
     return _D[0]
-
-
-def _close(got, want, atol):
-    got, want = np.asarray(got), nchw_to_nhwc(want)
-    assert got.shape == want.shape
-    np.testing.assert_allclose(got, want, rtol=0, atol=atol)
 
 
 @pytest.mark.parametrize("case", LOSS_JSON["cases"], ids=lambda c: c["key"])

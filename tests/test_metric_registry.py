@@ -7,7 +7,7 @@ import types
 import numpy as np
 import pytest
 
-import sg3keras.metrics
+import sg3keras.detectors
 from sg3keras.metrics import feature_math as fm
 from sg3keras.metrics import registry
 from test_equivariance import FieldGenerator
@@ -210,10 +210,10 @@ def test_detector_loaded_lazily_by_official_name(tmp_path, cache, monkeypatch):
         asked.append((name, detector_dir))
         return FakeDetector()
 
-    fake = types.ModuleType("sg3keras.metrics.detectors")
+    fake = types.ModuleType("sg3keras.detectors.loading")
     fake.load_detector = load_detector
-    monkeypatch.setitem(sys.modules, "sg3keras.metrics.detectors", fake)
-    monkeypatch.setattr(sg3keras.metrics, "detectors", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "sg3keras.detectors.loading", fake)
+    monkeypatch.setattr(sg3keras.detectors, "loading", fake, raising=False)
     registry.calc_metric("fid50k_full", ReplayGenerator(ds.images), dataset=ds, num_samples=8,
                          detector_dir="/weights")
     registry.calc_metric("pr50k3_full", ReplayGenerator(ds.images), dataset=ds, num_samples=8,

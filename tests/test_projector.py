@@ -1,5 +1,5 @@
 """The projector (sg3keras.inference.projector, `sg3keras project`, `generate --projected-w`) and
-the LPIPS head of NVIDIA's VGG16 file (sg3keras.metrics.vgg16 / detectors).
+the LPIPS head of NVIDIA's VGG16 file (sg3keras.detectors.vgg16 / detectors).
 
 Oracle for the LPIPS parity test: a TorchScript VGG16 written here with the tensor names and the
 ``forward(img, resize_images, return_lpips)`` described for NVIDIA's ``vgg16.pkl`` (conv trunk
@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 import keras
+from helpers import torch_vgg16
 from sg3keras.config import ProjectConfig
+from sg3keras.detectors import loading as detectors, vgg16
 from sg3keras.inference import projector as P
-from sg3keras.metrics import detectors, vgg16
 from sg3keras.models import Generator
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
@@ -31,60 +32,8 @@ TINY_WIDTHS = (4, 8, 8, 16, 16)
 def _make_vgg16_torchscript(path, widths, seed=0):
     """Saves a scripted VGG16 with LPIPS head at ``path``; returns the scripted module."""
     import torch
-    import torch.nn.functional as F
 
-    class Layers(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            cin = 3
-            for name, cout in vgg16.conv_names(widths):
-                setattr(self, name, torch.nn.Conv2d(cin, cout, 3, padding=1))
-                cin = cout
-            self.fc1 = torch.nn.Linear(cin * 49, 8)
-            self.fc2 = torch.nn.Linear(8, 8)
-            self.fc3 = torch.nn.Linear(8, 4)
-
-    class VGG16(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layers = Layers()
-            for k, conv in enumerate(vgg16.LPIPS_TAPS):
-                cout = dict(vgg16.conv_names(widths))[conv]
-                self.register_buffer(f"lpips{k}", torch.rand([1, cout, 1, 1]))
-            self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1))
-            self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1))
-
-        def _tap(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-            x = x / (x.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
-            x = x * w.sqrt() / float(x.shape[2] * x.shape[3]) ** 0.5
-            return x.flatten(1)
-
-        def forward(self, img: torch.Tensor, resize_images: bool = True,
-                    return_lpips: bool = False) -> torch.Tensor:
-            x = img.to(torch.float32)
-            if resize_images:
-                x = F.interpolate(x, size=(224, 224), mode="area")
-            x = (x / 255 - self.mean) / self.std
-            L = self.layers
-            x = F.relu(L.conv2(F.relu(L.conv1(x))))
-            t0 = x
-            x = F.relu(L.conv4(F.relu(L.conv3(F.max_pool2d(x, 2)))))
-            t1 = x
-            x = F.relu(L.conv7(F.relu(L.conv6(F.relu(L.conv5(F.max_pool2d(x, 2)))))))
-            t2 = x
-            x = F.relu(L.conv10(F.relu(L.conv9(F.relu(L.conv8(F.max_pool2d(x, 2)))))))
-            t3 = x
-            x = F.relu(L.conv13(F.relu(L.conv12(F.relu(L.conv11(F.max_pool2d(x, 2)))))))
-            t4 = x
-            if return_lpips:
-                return torch.cat([self._tap(t0, self.lpips0), self._tap(t1, self.lpips1),
-                                  self._tap(t2, self.lpips2), self._tap(t3, self.lpips3),
-                                  self._tap(t4, self.lpips4)], dim=1)
-            x = F.max_pool2d(x, 2).flatten(1)
-            return F.relu(L.fc2(F.relu(L.fc1(x))))
-
-    torch.manual_seed(seed)
-    scripted = torch.jit.script(VGG16().eval())
+    scripted = torch.jit.script(torch_vgg16(widths, 8, 4, seed=seed))
     torch.jit.save(scripted, str(path))
     return scripted
 

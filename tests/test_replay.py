@@ -316,7 +316,7 @@ def test_torch_adam_matches_torch_optim_adam():
     torch = pytest.importorskip("torch")
     import keras
 
-    from sg3keras.training.optimizers import TorchAdam
+    from sg3keras.runtime.optimizers import TorchAdam
     rng = np.random.RandomState(0)
     shapes = [(3, 4), (5,), (2, 2)]
     init = [rng.randn(*s).astype(np.float32) for s in shapes]
@@ -351,7 +351,7 @@ def test_keras_adam_differs_where_torch_adam_is_needed():
     about lr * 0.9 under PyTorch's eps placement and by about lr * 0.5 under Keras's."""
     import keras
 
-    from sg3keras.training.optimizers import TorchAdam
+    from sg3keras.runtime.optimizers import TorchAdam
     g = np.array([1e-7], np.float32)
     moved = {}
     for name, opt in [("torch", TorchAdam(learning_rate=1.0, beta_1=0.0, beta_2=0.99)),

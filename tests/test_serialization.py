@@ -36,10 +36,10 @@ def _gan():
 def _factories():
     from sg3keras.layers import (cmap, conv2d_layer, discriminator_blocks, fully_connected,
                                  mapping, stylegan2_synthesis, synthesis_input)
-    from sg3keras.metrics import inception, vgg16
+    from sg3keras.detectors import inception, vgg16
     from sg3keras.models.stylegan2_generator import StyleGAN2Generator
     from sg3keras.training.augment import AugmentPipe
-    from sg3keras.training.optimizers import TorchAdam
+    from sg3keras.runtime.optimizers import TorchAdam
     sg2 = lambda: StyleGAN2Generator.from_preset(  # noqa: E731
         "stylegan2", img_resolution=16, z_dim=8, w_dim=8, channel_base=256, channel_max=16,
         mapping_layers=2)

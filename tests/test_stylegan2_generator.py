@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from helpers import close_to_official as _close
 from refdata import load_json, load_npz, nchw_to_nhwc
 from sg3keras.convert.stylegan2 import stylegan2_generator_from_official
 from sg3keras.models.stylegan2_generator import StyleGAN2Generator
@@ -24,12 +25,6 @@ def _g():
     return _G[0]
 
 
-def _close(got, want, atol=ATOL):
-    got, want = np.asarray(got), nchw_to_nhwc(want)
-    assert got.shape == want.shape
-    np.testing.assert_allclose(got, want, rtol=0, atol=atol)
-
-
 def test_structure_matches_official():
     g = _g()
     assert g.num_ws == CFG["structure"]["num_ws"]
@@ -41,20 +36,20 @@ def test_structure_matches_official():
 def test_mapping_matches_official(trunc):
     ws = _g().mapping(IO["z"], None, truncation_psi=trunc["truncation_psi"],
                       truncation_cutoff=trunc["truncation_cutoff"])
-    _close(ws, IO[trunc["ws_key"]])
+    _close(ws, IO[trunc["ws_key"]], ATOL)
 
 
 @pytest.mark.parametrize("key", ["img_psi1_const", "img_psi1_none", "img_psi0.7_const",
                                  "img_psi0.7_none", "img_psi0.5_cutoff4_const"])
 def test_synthesis_images_match_official(key):
     ws_key, noise_mode = key.replace("img_", "ws_").rsplit("_", 1)
-    _close(_g().synthesis(IO[ws_key], noise_mode=noise_mode), IO[key])
+    _close(_g().synthesis(IO[ws_key], noise_mode=noise_mode), IO[key], ATOL)
 
 
 def test_full_generator_call_matches_official():
-    _close(_g()(IO["z"], noise_mode="const"), IO["img_psi1_const"])
+    _close(_g()(IO["z"], noise_mode="const"), IO["img_psi1_const"], ATOL)
     # The training-time (unfused) official path is the same function.
-    _close(_g()(IO["z"], noise_mode="const"), IO["img_psi1_const_unfused"])
+    _close(_g()(IO["z"], noise_mode="const"), IO["img_psi1_const_unfused"], ATOL)
 
 
 @pytest.mark.parametrize("prefix,noise_mode", [("blocks", "const"),
@@ -65,8 +60,8 @@ def test_block_outputs_match_official(prefix, noise_mode):
     for block, i in zip(g.synthesis.blocks, g.synthesis.ws_index):
         x, img = block(x, img, ws[:, i:i + block.num_conv + block.num_torgb],
                        noise_mode=noise_mode)
-        _close(x, IO[f"{prefix}/synthesis.{block.name}/x"])
-        _close(img, IO[f"{prefix}/synthesis.{block.name}/img"])
+        _close(x, IO[f"{prefix}/synthesis.{block.name}/x"], ATOL)
+        _close(img, IO[f"{prefix}/synthesis.{block.name}/img"], ATOL)
 
 
 def test_layer_and_affine_outputs_match_official():
@@ -77,12 +72,12 @@ def test_layer_and_affine_outputs_match_official():
         names = (["conv0"] if block.conv0 is not None else []) + ["conv1", "torgb"]
         for j, name in enumerate(names):
             layer, key = getattr(block, name), f"synthesis.{block.name}.{name}"
-            _close(layer.affine(ws[:, i + j]), IO[f"affine_out/{key}.affine"])
+            _close(layer.affine(ws[:, i + j]), IO[f"affine_out/{key}.affine"], ATOL)
             if x is None:  # conv1 of b4 starts from the learned constant
                 x = np.broadcast_to(np.asarray(block.const)[None], (4,) + block.const.shape)
             kw = {} if name == "torgb" else {"noise_mode": "const"}
             y = layer(x, ws[:, i + j], **kw)
-            _close(y, IO[f"layers/{key}"])
+            _close(y, IO[f"layers/{key}"], ATOL)
             if name != "torgb":
                 x = y
 
@@ -91,7 +86,7 @@ def test_update_emas_updates_w_avg_like_official():
     g = StyleGAN2Generator.from_config(copy.deepcopy(_g().get_config()))
     g.set_weights(_g().get_weights())
     img = g(IO["z"], noise_mode="const", update_emas=True)
-    _close(img, IO["ema_update/img"])
+    _close(img, IO["ema_update/img"], ATOL)
     _close(g.mapping.w_avg, IO["ema_update/mapping.w_avg"], 1e-6)
     np.testing.assert_array_equal(np.asarray(_g().mapping.w_avg), PARAMS["mapping.w_avg"])
 

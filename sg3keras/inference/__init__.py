@@ -1,22 +1,23 @@
-"""Running a trained network: load it from any source, and generate images.
+"""Running a trained network: generate images, project images into W.
 
-* :mod:`sg3keras.inference.networks`: :func:`load_network` (``.keras``, official ``.pkl``, a
-  training run directory, a pretrained name or a URL);
-* :mod:`sg3keras.inference.pretrained`: NVIDIA's published networks by name
-  (:func:`list_pretrained`) and :func:`resolve_network_file` (download into the cache);
+* :mod:`sg3keras.inference.generate`: :func:`generate_images` / :func:`write_images`
+  (``gen_images.py`` semantics);
 * :mod:`sg3keras.inference.generate`: :func:`generate_images` / :func:`write_images`
   (``gen_images.py`` semantics);
 * :mod:`sg3keras.inference.projector`: :func:`project` (a real image into W, the method of
   stylegan2-ada-pytorch's ``projector.py``).
+
+Loading a network (:func:`load_network`, :func:`list_pretrained`, ...) lives one floor below, in
+:mod:`sg3keras.networks`; the names are re-exported here.
 """
 
 import importlib
 
-_EXPORTS = {"load_network": "sg3keras.inference.networks",
-            "load_networks": "sg3keras.inference.networks",
-            "NetworkLoadError": "sg3keras.inference.networks",
-            "list_pretrained": "sg3keras.inference.pretrained",
-            "resolve_network_file": "sg3keras.inference.pretrained",
+_EXPORTS = {"load_network": "sg3keras.networks.loading",
+            "load_networks": "sg3keras.networks.loading",
+            "NetworkLoadError": "sg3keras.networks.loading",
+            "list_pretrained": "sg3keras.networks.pretrained",
+            "resolve_network_file": "sg3keras.networks.pretrained",
             "generate_images": "sg3keras.inference.generate",
             "write_images": "sg3keras.inference.generate",
             "project": "sg3keras.inference.projector",

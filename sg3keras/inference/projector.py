@@ -19,7 +19,7 @@ Section 5, with the settings of the stylegan2-ada-pytorch release):
    is added to ``w_opt`` for this step only.
 5. Loss: the image ``G.synthesis(ws, noise_mode='const')`` in ``[0, 255]``, area-downsampled to
    256x256 if larger, against the target treated the same way: the LPIPS distance of NVIDIA's
-   VGG16 (``sum((f(target) - f(synth))^2)``, :func:`sg3keras.metrics.vgg16.build_vgg16_lpips`), or
+   VGG16 (``sum((f(target) - f(synth))^2)``, :func:`sg3keras.detectors.vgg16.build_vgg16_lpips`), or
    with ``loss="mse"`` the mean squared pixel difference in 8-bit units (so that
    ``PSNR = 10 log10(255^2 / dist)``); plus, for StyleGAN2, ``1e5`` times the noise
    regularization (:func:`noise_regularization`).
@@ -287,7 +287,7 @@ def _distance_fn(loss, target, size, vgg16):
 def _resolve_vgg16(vgg16, log):
     if vgg16 is not None and not isinstance(vgg16, (str, os.PathLike)):
         return vgg16                                     # an already built model
-    from sg3keras.metrics.detectors import load_vgg16_lpips, vgg16_lpips_file
+    from sg3keras.detectors.loading import load_vgg16_lpips, vgg16_lpips_file
     return load_vgg16_lpips(vgg16_lpips_file(vgg16, log=log))
 
 
@@ -333,7 +333,7 @@ def project(G, target, num_steps=None, loss="lpips", vgg16=None, seed=0, class_i
     from keras import ops
 
     from sg3keras.inference.projector_tf import make_step
-    from sg3keras.training.optimizers import TorchAdam
+    from sg3keras.runtime.optimizers import TorchAdam
 
     num_steps = int(config.num_steps if num_steps is None else num_steps)
     _check(G, loss, class_idx, num_steps)

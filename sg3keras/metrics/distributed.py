@@ -106,7 +106,7 @@ def _pad_rows(x, rows):
 def runner_for(strategy=None):
     """A :class:`ReplicaRunner` for ``strategy`` (default: the active one), or ``None`` when it
     has a single replica or spans several workers."""
-    from sg3keras.training.distribute import is_multi_worker
+    from sg3keras.runtime.strategy import is_multi_worker
 
     strategy = strategy or tf.distribute.get_strategy()
     if int(strategy.num_replicas_in_sync) <= 1 or is_multi_worker(strategy):
@@ -117,12 +117,12 @@ def runner_for(strategy=None):
 def make_eval_strategy(gpus, cpu_replicas=False):
     """The strategy for ``sg3keras metrics --gpus N``.
 
-    Uses :func:`sg3keras.training.distribute.make_strategy`: N GPUs under ``MirroredStrategy``
+    Uses :func:`sg3keras.runtime.strategy.make_strategy`: N GPUs under ``MirroredStrategy``
     (an error naming ``--gpus`` if fewer are visible), or on a machine without GPUs N logical
     CPU devices. If TensorFlow is already initialised (logical devices can no longer be
     created), already existing logical CPUs are used when there are enough.
     """
-    from sg3keras.training.distribute import make_strategy, num_workers_from_env
+    from sg3keras.runtime.strategy import make_strategy, num_workers_from_env
 
     gpus = int(gpus)
     if num_workers_from_env() > 1:

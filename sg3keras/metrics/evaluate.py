@@ -34,7 +34,7 @@ def evaluate(network, metric_names, data=None, mirror=False, num_samples=None, g
     """
     from sg3keras.metrics.registry import (METRICS, append_jsonl, calc_metric, is_valid_metric,
                                            list_metrics)
-    from sg3keras.inference.networks import load_network
+    from sg3keras.networks.loading import load_network
 
     bad = [m for m in metric_names if not is_valid_metric(m)]
     if bad:

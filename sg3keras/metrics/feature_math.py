@@ -1,7 +1,7 @@
 """Feature-space metric maths: FID, KID, precision/recall and Inception Score.
 
 NumPy/SciPy only. The detectors that produce the features live in
-:mod:`sg3keras.metrics.detectors`; the protocols (how many samples, which real set) live in
+:mod:`sg3keras.detectors.loading`; the protocols (how many samples, which real set) live in
 :mod:`sg3keras.metrics.registry`. Everything here follows the definitions used by the
 official StyleGAN3 metrics (NVlabs ``metrics/``; docs/PAPER.md) so that numbers are comparable:
 

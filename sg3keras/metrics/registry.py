@@ -268,7 +268,7 @@ def calc_metric(name, G, dataset=None, num_samples=None, detector_dir=None, batc
     """Evaluate one registered metric and return its JSONL record.
 
     Steps: look up ``name``; for feature metrics obtain the detector
-    (``sg3keras.metrics.detectors.load_detector(spec.detector, detector_dir)`` unless one is
+    (``sg3keras.detectors.loading.load_detector(spec.detector, detector_dir)`` unless one is
     given), compute (or load from the cache) the real statistics, generate ``num_samples``
     images with ``G.synthesis(G.mapping(z, c))`` in chunks of ``batch_size``, quantise them
     (:func:`quantize_images`) and apply the metric maths; EQ metrics call
@@ -318,8 +318,9 @@ def calc_metric(name, G, dataset=None, num_samples=None, detector_dir=None, batc
         results = {name: next(iter(out.values()))}
     else:
         if detector is None:
-            from sg3keras.metrics import detectors  # lazy: heavy, and optional for EQ metrics
-            detector = detectors.load_detector(spec.detector, detector_dir)
+            # lazy: heavy, and optional for EQ metrics
+            from sg3keras.detectors.loading import load_detector
+            detector = load_detector(spec.detector, detector_dir)
         results = _run_feature_metric(spec, G, dataset, detector, num_gen, int(batch_size), rng,
                                       use_cache, progress, runner)
     total = time.time() - start

@@ -1,7 +1,7 @@
 """Fine-tuning: a new run whose G, D and G_ema start from another network (``train --resume X``).
 
 ``X`` is an official pickle, a ``.keras`` generator, a pretrained name or a URL
-(:func:`sg3keras.inference.networks.load_networks`). As official ``train.py --resume``:
+(:func:`sg3keras.networks.loading.load_networks`). As official ``train.py --resume``:
 
 * parameters **and buffers** are copied by name into freshly built networks (anything that does
   not fit is named in one error);
@@ -27,7 +27,7 @@ FINETUNE_OVERRIDES = dict(ada_kimg=100.0, ema_rampup=None, blur_init_sigma=0.0)
 
 def load_init_networks(ref, log=print):
     """``{"G", "D" (or None), "G_ema", "source"}`` from ``ref``."""
-    from ..inference.networks import load_networks, locate_network
+    from ..networks.loading import load_networks, locate_network
     path, kind = locate_network(ref, "--resume")
     if kind == "keras":
         nets = load_networks(path, ("G", "G_ema"), flag="--resume")

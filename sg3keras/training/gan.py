@@ -11,7 +11,7 @@ iterations of the official loop with it):
 * ``Dreg`` (every ``d_reg_interval`` = 16 steps): R1 ``sum(grad^2) * gamma/2 * interval``;
 * G_ema: ``p_ema <- p + beta (p_ema - p)`` with the official ramp-up (:func:`ema_beta`, from the
   images seen before the iteration); buffers are copied;
-* optimizers: :class:`~sg3keras.training.optimizers.TorchAdam` (``torch.optim.Adam`` semantics),
+* optimizers: :class:`~sg3keras.runtime.optimizers.TorchAdam` (``torch.optim.Adam`` semantics),
   one per network, shared by its main and regularisation phases;
 * ADA: the sign of every real-image logit is accumulated and ``p`` adjusted every 4 steps.
 
@@ -43,7 +43,7 @@ from sg3keras.config import LossConfig, TrainConfig
 from sg3keras.ops.misc import lerp
 from sg3keras.training import compat
 from sg3keras.training.ada import ada_adjust
-from sg3keras.training.optimizers import TorchAdam
+from sg3keras.runtime.optimizers import TorchAdam
 
 __all__ = ["StyleGAN", "ema_beta"]
 
@@ -166,7 +166,7 @@ class StyleGAN(keras.Model):
     @staticmethod
     def make_optimizers(train_config):
         """G and D optimizers as train.py builds them: ``torch.optim.Adam`` semantics
-        (:class:`~sg3keras.training.optimizers.TorchAdam`) with :meth:`optimizer_hparams`."""
+        (:class:`~sg3keras.runtime.optimizers.TorchAdam`) with :meth:`optimizer_hparams`."""
         hps = StyleGAN.optimizer_hparams(train_config)
         return tuple(TorchAdam(learning_rate=h["lr"], beta_1=h["beta1"], beta_2=h["beta2"],
                                epsilon=h["eps"]) for h in (hps["G"], hps["D"]))

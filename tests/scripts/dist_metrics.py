@@ -25,7 +25,7 @@ from train_fixtures import write_tiny_dataset  # noqa: E402
 
 from sg3keras.data import ImageDataset  # noqa: E402
 from sg3keras.metrics import distributed  # noqa: E402
-from sg3keras.metrics.detectors import Detector  # noqa: E402
+from sg3keras.detectors.loading import Detector  # noqa: E402
 from sg3keras.metrics.registry import calc_metric  # noqa: E402
 from sg3keras.models import Generator  # noqa: E402
 

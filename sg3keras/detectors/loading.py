@@ -440,7 +440,7 @@ class Detector:
 
 
 def _build(name, path, batch_size):
-    from sg3keras.metrics import inception, vgg16
+    from sg3keras.detectors import inception, vgg16
 
     try:
         if name == "inception":
@@ -529,13 +529,13 @@ def vgg16_lpips_file(source=None, detector_dir=None, log=None):
 def load_vgg16_lpips(path):
     """The (per-process cached) LPIPS feature network of a VGG16 TorchScript file.
 
-    Widths are read from the file. Returns a :func:`sg3keras.metrics.vgg16.build_vgg16_lpips`
+    Widths are read from the file. Returns a :func:`sg3keras.detectors.vgg16.build_vgg16_lpips`
     model with its weights.
 
     Raises:
         DetectorFormatError / UnsafePickleError: the file cannot be read safely.
     """
-    from sg3keras.metrics import vgg16
+    from sg3keras.detectors import vgg16
 
     path = os.path.realpath(os.fspath(path))
     stat = os.stat(path)

@@ -38,7 +38,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from sg3keras.metrics.inception import TF1BilinearResize
+from sg3keras.detectors.inception import TF1BilinearResize
 
 __all__ = ["build_vgg16", "set_vgg16_weights", "weights_from_torchscript",
            "build_vgg16_lpips", "set_vgg16_lpips_weights", "lpips_weights_from_torchscript",

@@ -21,7 +21,7 @@ Forward pass (:func:`build_inception`), input uint8-range float ``[N, H, W, 3]``
 Weights come from :func:`weights_from_torchscript` (tensor names of the TorchScript module) or
 :func:`weights_from_graphdef` (``Const`` node names of the TF graph); both return the same
 per-layer dict that :func:`set_inception_weights` loads. File reading lives in
-:mod:`sg3keras.metrics.detectors`.
+:mod:`sg3keras.detectors.loading`.
 """
 
 import keras
