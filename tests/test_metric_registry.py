@@ -10,6 +10,7 @@ import pytest
 import sg3keras.metrics
 from sg3keras.metrics import feature_math as fm
 from sg3keras.metrics import registry
+from sg3keras.models.base import GeneratorBase
 from test_equivariance import FieldGenerator
 
 RES = 16
@@ -69,8 +70,10 @@ class _Synth:
         return self.owner.next_images(len(ws))
 
 
-class ReplayGenerator:
+class ReplayGenerator(GeneratorBase):
     """Returns the dataset images in order (mapped to [-1, 1]), plus ``offset``."""
+
+    has_noise, has_input_transform = False, False     # the generator protocol's answers
 
     def __init__(self, images, offset=0.0):
         self.z_dim, self.c_dim = 4, 0

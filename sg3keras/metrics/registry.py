@@ -190,14 +190,16 @@ def _generate(G, zs, cs, runner):
     """Quantised images of the latent/label chunks ``zs``/``cs`` (``batch_gen`` rows each).
 
     In-process: one ``G`` call per chunk. With a runner: ``num_replicas`` chunks per call, one
-    chunk per replica (the official per-GPU ``batch_gen``).
+    chunk per replica (the official per-GPU ``batch_gen``). Noise (where ``G`` has it) is
+    drawn afresh, as the official ``G(z, c)`` (``noise_mode="random"``).
     """
     if runner is None:
-        return [quantize_images(keras.ops.convert_to_numpy(G.synthesis(G.mapping(z, c))))
+        return [quantize_images(G.synthesize(G.mapping(z, c), noise_mode="random"))
                 for z, c in zip(zs, cs)]
     step, out = runner.num_replicas, []
     for i in range(0, len(zs), step):
-        img = runner.map("generate", lambda z, c: G.synthesis(G.mapping(z, c)),
+        img = runner.map("generate",
+                         lambda z, c: G.synthesize_batch(G.mapping(z, c), noise_mode="random"),
                          np.concatenate(zs[i:i + step]), np.concatenate(cs[i:i + step]),
                          per_replica=len(zs[i]))
         out.append(quantize_images(img))
