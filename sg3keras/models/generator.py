@@ -156,7 +156,7 @@ class Generator(GeneratorBase, ConfigSerialization, keras.Model):
     def with_impl(self, impl):
         """A copy built with ``filtered_lrelu`` implementation ``impl`` holding the same weights
         (``metadata`` is not copied)."""
-        clone = Generator(self.config, impl=impl, seed=self.seed, name=self.name)
+        clone = type(self)(self.config, impl=impl, seed=self.seed, name=self.name)
         src, dst = self.weights, clone.weights
         if [tuple(v.shape) for v in src] != [tuple(v.shape) for v in dst]:
             raise RuntimeError(f"with_impl: the impl={impl!r} rebuild has different weights "
