@@ -102,13 +102,7 @@ def export(work, variant):
     G = keras.saving.load_model(os.path.join(work, "G.keras"), compile=False)
     assert isinstance(G, sg3keras.models.Generator)
     if variant == "served-ref":          # what the export built before impl="conv"
-        from sg3keras.models.generator import Generator
-
-        def ref_copy(G, xla=False):
-            clone = Generator(G.config, impl="ref", seed=G.seed, name=G.name)
-            clone.set_weights([v.numpy() for v in G.weights])
-            return clone
-        ex.serving_copy = ref_copy
+        ex.serving_copy = lambda G, xla=False: G.with_impl("ref")
     t0 = time.perf_counter()
     d = ex.export_savedmodel(G, os.path.join(work, "models"), variant.replace("-", "_"),
                              xla=variant == "served-xla")

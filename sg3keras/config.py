@@ -105,6 +105,24 @@ class GeneratorConfig(_DictMixin):
     use_noise: bool = True             # Per-pixel noise inputs.
     fused_modconv_default: str = "inference_only"
 
+    # What a generator of this config has. Each answer reads ``family`` today; the paper's
+    # intermediate configs (StyleGAN2 -> B ... H -> StyleGAN3) are each a change to one of them.
+    @property
+    def has_noise(self) -> bool:
+        """Per-pixel noise inputs (StyleGAN2; config C of the paper removes them)."""
+        return self.family == "stylegan2" and bool(self.use_noise)
+
+    @property
+    def has_input_transform(self) -> bool:
+        """Fourier-feature input with a ``[3, 3]`` transform (configs B/H; StyleGAN3)."""
+        return self.family == "stylegan3"
+
+    @property
+    def has_filtered_nonlinearities(self) -> bool:
+        """Alias-free ``filtered_lrelu`` layers with the designed per-layer filters, each
+        normalising its input by a running magnitude EMA (config F on; StyleGAN3)."""
+        return self.family == "stylegan3"
+
 
 
 @dataclass(frozen=True)
@@ -256,7 +274,7 @@ def resolve_preset(name: str, img_resolution: Optional[int] = None, batch: Optio
         d = dataclasses.replace(d, img_resolution=img_resolution)
         loss = dataclasses.replace(loss, r1_gamma=recommended_gamma(img_resolution))
     if batch is not None:
-        if g.family == "stylegan3":
+        if g.has_filtered_nonlinearities:    # magnitude_ema_beta follows the batch size
             g = dataclasses.replace(g, magnitude_ema_beta=magnitude_ema_beta_for_batch(batch))
         train = dataclasses.replace(train, batch=batch, ema_kimg=batch * 10 / 32)
         if loss.blur_init_sigma > 0:

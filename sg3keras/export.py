@@ -154,24 +154,11 @@ def randn_from_seeds(seeds, z_dim):
 # Serving functions
 # --------------------------------------------------------------------------------------------
 
-def _is_stylegan3(G):
-    return G.__class__.__name__ == "Generator"
-
-
 def serving_copy(G, xla=False):
-    """A copy of ``G`` for a SavedModel: StyleGAN3 rebuilt with ``impl="conv"`` (no XLA) or,
-    with ``xla``, ``impl="fast"`` (XLA-compiled stages)."""
-    if not _is_stylegan3(G):
-        return G                       # StyleGAN2: no filtered_lrelu, no XLA
-    from sg3keras.models.generator import Generator
-    impl = "fast" if xla else "conv"
-    clone = Generator(G.config, impl=impl, seed=G.seed, name=G.name)
-    src, dst = G.weights, clone.weights
-    if [tuple(v.shape) for v in src] != [tuple(v.shape) for v in dst]:
-        raise RuntimeError(f"serving_copy: the impl={impl!r} rebuild has different weights "
-                           "than the generator; cannot copy them")
-    clone.set_weights([v.numpy() for v in src])
-    return clone
+    """A copy of ``G`` for a SavedModel: filtered nonlinearities (StyleGAN3) rebuilt with
+    ``impl="conv"`` (no XLA) or, with ``xla``, ``impl="fast"`` (XLA-compiled stages); a
+    network without them (StyleGAN2) is returned as it is."""
+    return G.with_impl("fast" if xla else "conv") if G.has_filtered_nonlinearities else G
 
 
 def _psi_per_sample(psi, n):
@@ -210,8 +197,8 @@ class _Serving:
     def __init__(self, G):
         import tensorflow as tf
         self.G = G
-        self.sg3 = _is_stylegan3(G)
-        kwargs = {} if self.sg3 else {"noise_mode": "const"}
+        self.transformable = G.has_input_transform
+        kwargs = G.synthesis_kwargs(noise_mode="const")
         ws = tf.TensorSpec([None, G.num_ws, G.w_dim], tf.float32)
         self._synthesis = tf.function(lambda ws: G.synthesis(ws, **kwargs),
                                       input_signature=[ws])
@@ -237,18 +224,19 @@ class _Serving:
         return {"images": self.synthesis(self.mapping(z, truncation_psi, c))["images"]}
 
     def from_seeds(self, seeds, truncation_psi, c=None):
-        """``gen_images.py``: z from the seed; a StyleGAN3 input transform is *replaced* by the
+        """``gen_images.py``: z from the seed; an input transform is *replaced* by the
         identity (translate 0, rotate 0), whatever the network's stored buffer holds."""
         import tensorflow as tf
         z = randn_from_seeds(seeds, self.G.z_dim)
-        if not self.sg3:
+        if not self.transformable:
             return self.images(z, truncation_psi, c)
         n = tf.shape(z)[0]
         return self.transformed(z, truncation_psi, tf.zeros([n, 2]), tf.zeros([n]), c)
 
     def transformed(self, z, truncation_psi, translate, rotate, c=None):
         ws = self.mapping(z, truncation_psi, c)
-        x = self.G.synthesis(ws, transform=_inverse_transforms(translate, rotate))
+        x = self.G.synthesis(ws, **self.G.synthesis_kwargs(
+            noise_mode="const", transform=_inverse_transforms(translate, rotate)))
         return {"images": to_uint8(x)}
 
 
@@ -295,7 +283,7 @@ def _endpoints(G):
              ("mapping", lambda *a: {"ws": s.mapping(*a)}, ["z", "truncation_psi"] + cond),
              ("synthesis", s.synthesis, ["ws"])]
     return [(name, _endpoint(body, names, [spec[k] for k in names]), [spec[k] for k in names])
-            for name, body, names in table if s.sg3 or name != "generate_transformed"]
+            for name, body, names in table if s.transformable or name != "generate_transformed"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,11 +291,10 @@ def _endpoints(G):
 # --------------------------------------------------------------------------------------------
 
 def _check_generator(G):
-    needed = ("mapping", "synthesis", "z_dim", "c_dim", "num_ws", "img_resolution")
-    missing = [a for a in needed if not hasattr(G, a)]
-    if missing:
-        raise TypeError(f"G: expected an sg3keras generator (Generator or StyleGAN2Generator), "
-                        f"got {type(G).__name__} without {missing}")
+    from sg3keras.models.base import GeneratorBase
+    if not isinstance(G, GeneratorBase):
+        raise TypeError(f"G: expected an sg3keras generator (an sg3keras.models.GeneratorBase: "
+                        f"Generator or StyleGAN2Generator), got {type(G).__name__}")
 
 
 def _check_name(name):

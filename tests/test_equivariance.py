@@ -8,6 +8,7 @@ import scipy.signal
 
 from refdata import load_json, load_npz, nchw_to_nhwc
 from sg3keras.metrics import equivariance as eq
+from sg3keras.models.base import GeneratorBase
 
 REF = load_npz("metrics", "equivariance")
 CASES = load_json("metrics", "equivariance")["cases"]
@@ -161,7 +162,9 @@ class FieldSynthesis:
         return img.astype(np.float32)
 
 
-class FieldGenerator:
+class FieldGenerator(GeneratorBase):
+    has_noise, has_input_transform = False, True      # the generator protocol's answers
+
     def __init__(self, **kwargs):
         self.z_dim, self.c_dim = 16, 0
         self.synthesis = FieldSynthesis(**kwargs)

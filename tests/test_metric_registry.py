@@ -10,6 +10,7 @@ import pytest
 import sg3keras.detectors
 from sg3keras.metrics import feature_math as fm
 from sg3keras.metrics import registry
+from sg3keras.models.base import GeneratorBase
 from test_equivariance import FieldGenerator
 
 RES = 16
@@ -69,8 +70,10 @@ class _Synth:
         return self.owner.next_images(len(ws))
 
 
-class ReplayGenerator:
+class ReplayGenerator(GeneratorBase):
     """Returns the dataset images in order (mapped to [-1, 1]), plus ``offset``."""
+
+    has_noise, has_input_transform = False, False     # the generator protocol's answers
 
     def __init__(self, images, offset=0.0):
         self.z_dim, self.c_dim = 4, 0
@@ -261,3 +264,28 @@ def test_with_image_folder_dataset(tmp_path, cache):
     registry.calc_metric("fid50k_full", ReplayGenerator(images), dataset=ds2,
                          num_samples=len(ds2), detector=det)
     assert len(list(cache.iterdir())) == 2
+
+
+def test_a_new_metric_is_one_registration(tmp_path, cache, monkeypatch):
+    """``register_metric`` is the whole recipe: the registry lists it, ``calc_metric`` runs it
+    with a context that loads its detector, feeds the generated statistics and times it."""
+    monkeypatch.setattr(registry, "METRICS", dict(registry.METRICS))
+    seen = {}
+
+    @registry.register_metric("toy8", num_gen=8, max_real=0, detector="inception", scale=2.0)
+    def toy(ctx):
+        seen["ctx"] = ctx
+        stats = ctx.gen_stats(capture_all=True)
+        return {ctx.spec.name: ctx.spec.opts["scale"] * float(np.mean(stats.get_all()))}
+
+    assert registry.is_valid_metric("toy8") and "toy8" in registry.list_metrics(True)
+    spec = registry.METRICS["toy8"]
+    assert spec.fn is toy and spec.num_gen == 8 and not spec.uses_real_images
+    ds = FakeDataset(tmp_path / "ds.zip", n=8)
+    det = FakeDetector()
+    res = registry.calc_metric("toy8", ReplayGenerator(ds.images), detector=det, batch_size=2)
+    expected = 2.0 * float(np.mean(det.features(registry.quantize_images(
+        ReplayGenerator(ds.images).next_images(8)))))
+    assert res["metric"] == "toy8" and res["num_samples"] == 8
+    assert res["results"] == {"toy8": pytest.approx(expected, rel=1e-6)}
+    assert seen["ctx"].detector is det and seen["ctx"].batch_gen == 2

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from refdata import layer_spec, padding_text
+from sg3keras.models.base import GeneratorBase
 from sg3keras.tools import eqmap, layers_plot, spectra, sticking, video
 
 
@@ -49,8 +50,10 @@ class _FieldSynthesis:
         return np.stack(out).astype(np.float32)
 
 
-class FieldGenerator:
-    """Duck-typed StyleGAN3 stand-in: ``mapping`` repeats z, ``synthesis`` samples a field."""
+class FieldGenerator(GeneratorBase):
+    """StyleGAN3 stand-in: ``mapping`` repeats z, ``synthesis`` samples a field."""
+
+    has_noise, has_input_transform = False, True      # the generator protocol's answers
 
     def __init__(self, res=32, max_freq=0.2, planted=0.0, move=0.25, num_waves=32, seed=0):
         rng = np.random.default_rng(seed)

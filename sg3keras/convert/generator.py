@@ -75,9 +75,9 @@ def generator_from_official(state: dict, init_kwargs: dict, **generator_kwargs):
     """
     if any(k.startswith("synthesis.b4.") for k in state):
         from sg3keras.convert.stylegan2 import stylegan2_generator_from_official
-        return stylegan2_generator_from_official(state, init_kwargs)
-    from sg3keras.models.generator import Generator
+        return stylegan2_generator_from_official(state, init_kwargs, **generator_kwargs)
+    from sg3keras.models import build_generator
     cfg = config_from_official_kwargs(init_kwargs)
-    g = Generator(cfg, **generator_kwargs)   # Builds every weight; no forward pass needed.
+    g = build_generator(cfg, **generator_kwargs)   # Builds every weight; no forward pass.
     apply_table(g, state, GENERATOR_RULES, what="generator")
     return g

@@ -60,16 +60,17 @@ def stylegan2_config_from_official_kwargs(init_kwargs: dict) -> GeneratorConfig:
     return dataclasses.replace(base, **out)
 
 
-def stylegan2_generator_from_official(state: dict, init_kwargs: dict):
+def stylegan2_generator_from_official(state: dict, init_kwargs: dict, **generator_kwargs):
     """Build a :class:`StyleGAN2Generator` from an official ``state_dict`` and its kwargs.
 
     Args:
         state: ``{official_name: np.ndarray}`` (parameters and buffers).
         init_kwargs: official ``networks_stylegan2.Generator`` constructor kwargs.
+        **generator_kwargs: passed to :func:`sg3keras.models.build_generator` (``name``).
     Returns:
         A built :class:`sg3keras.models.StyleGAN2Generator` holding the official values.
     """
-    from sg3keras.models.stylegan2_generator import StyleGAN2Generator
-    g = StyleGAN2Generator(stylegan2_config_from_official_kwargs(init_kwargs))
+    from sg3keras.models import build_generator
+    g = build_generator(stylegan2_config_from_official_kwargs(init_kwargs), **generator_kwargs)
     apply_table(g, state, STYLEGAN2_RULES, what="stylegan2 generator")
     return g

@@ -44,32 +44,27 @@ def generate_images(G, seeds, truncation_psi=1.0, class_idx=None, translate=(0.0
     the inverse of ``[[cos a, sin a, tx], [-sin a, cos a, ty], [0, 0, 1]]`` (a in degrees) and
     restored afterwards; conditional networks need ``class_idx`` (one-hot label).
     """
-    c = None
     class_idx = check_class(G, class_idx)
-    has_transform = hasattr(G, "set_transform") and hasattr(getattr(G, "synthesis", None), "input")
+    has_transform = G.has_input_transform
     if not has_transform and (tuple(translate) != (0.0, 0.0) or rotate != 0):
         raise ValueError("--translate/--rotate need a StyleGAN3 network (it has an input transform)")
-    saved = np.asarray(G.synthesis.input.transform.numpy()) if has_transform else None
-    kwargs = {} if G.__class__.__name__ == "Generator" else {"noise_mode": noise_mode}
-    out = []
+    saved = np.asarray(G.input_transform.numpy()) if has_transform else None
     try:
         if has_transform:
             G.set_transform(translate=translate, rotate=rotate)
         seeds = list(seeds)
-        batch_size = batch_size or default_batch_size(G.img_resolution)
-        for i in range(0, len(seeds), batch_size):
-            chunk = seeds[i:i + batch_size]
-            z = np.concatenate([z_from_seed(s, G.z_dim) for s in chunk])
-            if G.c_dim > 0:
-                c = np.zeros([len(chunk), G.c_dim], np.float32)
-                c[:, int(class_idx)] = 1
-            img = G(z, c=c, truncation_psi=float(truncation_psi), **kwargs)
-            out.append(to_uint8(np.asarray(img)))
+        z = np.concatenate([z_from_seed(s, G.z_dim) for s in seeds]) if seeds else \
+            np.zeros([0, G.z_dim], np.float32)
+        c = None
+        if G.c_dim > 0:
+            c = np.zeros([len(seeds), G.c_dim], np.float32)
+            c[:, int(class_idx)] = 1
+        images = G.generate(z, c, batch_size=batch_size or default_batch_size(G.img_resolution),
+                            truncation_psi=float(truncation_psi), noise_mode=noise_mode)
     finally:
         if saved is not None:
-            G.synthesis.input.transform.assign(saved)
-    return np.concatenate(out) if out else np.zeros([0, G.img_resolution, G.img_resolution,
-                                                     G.img_channels], np.uint8)
+            G.input_transform.assign(saved)
+    return to_uint8(images)
 
 
 def write_images(images, seeds, outdir, grid=False):

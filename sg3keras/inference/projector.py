@@ -226,35 +226,19 @@ def normalize_noise(v):
     return v * ops.rsqrt(ops.mean(ops.square(v)))
 
 
-def _is_stylegan2(G):
-    return hasattr(G.synthesis, "noise_inputs")
-
-
 def synthesize_ws(G, ws, noise=None, noise_mode="const"):
-    """Images in ``[-1, 1]`` (``[N, R, R, C]``) of ``ws`` ``[N, num_ws, w_dim]``.
+    """Images in ``[-1, 1]`` (``[N, R, R, C]``, a tensor) of ``ws`` ``[N, num_ws, w_dim]``:
+    ``G.synthesize_batch``.
 
-    ``noise``: optional StyleGAN2 noise buffers ``{layer: [R, R]}`` used instead of the network's
-    own ``noise_const`` (what ``noise_mode='const'`` reads); ignored for StyleGAN3.
+    ``noise``: optional noise buffers ``{layer: [R, R]}`` used instead of the network's own
+    ``noise_const`` (what ``noise_mode='const'`` reads); ignored by networks without noise.
     """
-    from keras import ops
-
-    if not _is_stylegan2(G):
-        return G.synthesis(ws)
-    if noise:
-        n = ops.shape(ws)[0]
-        noise = {k: ops.tile(ops.reshape(ops.convert_to_tensor(v), (1,) + tuple(v.shape) + (1,)),
-                             (n, 1, 1, 1)) for k, v in noise.items()}
-        return G.synthesis(ws, noise_mode="random", noise=noise)
-    return G.synthesis(ws, noise_mode=noise_mode)
+    return G.synthesize_batch(ws, noise_mode=noise_mode, noise=noise)
 
 
 def render_ws(G, ws, noise=None, noise_mode="const", batch_size=8):
     """uint8 ``[N, R, R, C]`` images of ``ws`` ``[N, num_ws, w_dim]`` (see :func:`synthesize_ws`)."""
-    ws = np.asarray(ws, np.float32)
-    out = [to_uint8(np.asarray(synthesize_ws(G, ws[i:i + batch_size], noise, noise_mode)))
-           for i in range(0, len(ws), batch_size)]
-    return np.concatenate(out) if out else np.zeros(
-        [0, G.img_resolution, G.img_resolution, G.img_channels], np.uint8)
+    return to_uint8(G.synthesize(ws, batch_size=batch_size, noise_mode=noise_mode, noise=noise))
 
 
 def psnr(a, b):
@@ -313,7 +297,7 @@ def project(G, target, num_steps=None, loss="lpips", vgg16=None, seed=0, class_i
     """Projects ``target`` into W of ``G`` (module docstring); returns a :class:`Projection`.
 
     Args:
-        G: a :class:`sg3keras.models.Generator` or ``StyleGAN2Generator`` (not modified).
+        G: an sg3keras generator (:class:`sg3keras.models.GeneratorBase`; not modified).
         target: image file, PIL image or uint8 array (see :func:`load_target`).
         num_steps: optimisation steps (default ``config.num_steps``, 1000).
         loss: ``"lpips"`` (NVIDIA's VGG16) or ``"mse"`` (pixels, works offline).
@@ -345,8 +329,8 @@ def project(G, target, num_steps=None, loss="lpips", vgg16=None, seed=0, class_i
     w_avg, w_std = w_statistics(G, config.w_avg_samples, config.w_avg_seed, class_idx)
 
     rng = np.random.RandomState(seed)
-    names = [name for name, _ in G.synthesis.noise_inputs()] if _is_stylegan2(G) else []
-    shapes = dict(G.synthesis.noise_inputs()) if names else {}
+    shapes = dict(G.noise_inputs())
+    names = list(shapes)
     w_opt = keras.Variable(w_avg, name="w_opt")
     noise = {n: keras.Variable(rng.randn(shapes[n], shapes[n]).astype(np.float32),
                                name=f"noise_{n.replace('.', '_')}") for n in names}
@@ -411,7 +395,7 @@ def load_projected_w(path, G):
     if ws.ndim != 3 or ws.shape[1:] != (G.num_ws, G.w_dim):
         raise ValueError(f"--projected-w {path}: 'w' has shape {list(ws.shape)}, expected "
                          f"[N, {G.num_ws}, {G.w_dim}] for this network")
-    expected = dict(G.synthesis.noise_inputs()) if _is_stylegan2(G) else {}
+    expected = dict(G.noise_inputs())
     for k, v in noise.items():
         if k not in expected or v.shape != (expected[k], expected[k]):
             raise ValueError(f"--projected-w {path}: noise buffer '{k}' of shape "

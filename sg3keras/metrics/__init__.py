@@ -8,6 +8,7 @@
 
 from sg3keras.metrics.registry import (
     METRICS,
+    MetricContext,
     MetricSpec,
     append_jsonl,
     cache_dir,
@@ -15,7 +16,8 @@ from sg3keras.metrics.registry import (
     is_valid_metric,
     list_metrics,
     quantize_images,
+    register_metric,
 )
 
-__all__ = ["METRICS", "MetricSpec", "append_jsonl", "cache_dir", "calc_metric",
-           "is_valid_metric", "list_metrics", "quantize_images"]
+__all__ = ["METRICS", "MetricContext", "MetricSpec", "append_jsonl", "cache_dir", "calc_metric",
+           "is_valid_metric", "list_metrics", "quantize_images", "register_metric"]

@@ -336,22 +336,6 @@ def _draw_labels(G, n, rng, dataset):
     return np.eye(c_dim, dtype=np.float32)[rng.integers(0, c_dim, size=n)]
 
 
-def _transform_variable(G, dataset):
-    """``G.synthesis.input.transform``; builds the synthesis network first if needed."""
-    try:
-        return G.synthesis.input.transform
-    except AttributeError:
-        pass
-    probe = np.random.default_rng(0)   # separate stream: the metric's latents stay the same
-    z = probe.standard_normal([1, int(G.z_dim)]).astype(np.float32)
-    G.synthesis(G.mapping(z, _draw_labels(G, 1, probe, dataset)))
-    try:
-        return G.synthesis.input.transform
-    except AttributeError as e:
-        raise ValueError("compute_equivariance: G.synthesis.input.transform (a [3, 3] variable) "
-                         "is required") from e
-
-
 def _synth(G, ws, runner=None, per_replica=None):
     if runner is None:
         return np.asarray(keras.ops.convert_to_numpy(G.synthesis(ws)), np.float32)
@@ -394,7 +378,7 @@ def _eq_group(G, var, batches, kinds, runner, group, sums, a=3, up=4):
               runner)
     var.assign(np.eye(3, dtype=np.float32))
     orig = _synth(G, ws, runner, per)
-    res = getattr(G, "img_resolution", orig.shape[2])
+    res = G.img_resolution
     for kind in kinds:
         mats, params = zip(*[_transform_matrix(kind, b[2][kind], res) for b in batches])
         if group > 1:
@@ -425,8 +409,8 @@ def compute_equivariance(G, num_samples, batch_size=4, translate_max=0.125, rota
         5. Accumulate float64 ``sum(sq * mask)`` and ``sum(mask)`` over all batches; PSNR of
            the ratio (peak 2). ``ceil(num_samples / batch_size)`` batches are drawn.
 
-    ``G.synthesis.input.transform`` (a ``[3, 3]`` Keras variable) is restored afterwards,
-    also on error. Images are not clamped or quantised.
+    ``G.input_transform`` (a ``[3, 3]`` Keras variable) is restored afterwards, also on error.
+    Images are not clamped or quantised.
 
     With a ``runner`` (:class:`sg3keras.metrics.distributed.ReplicaRunner`, TensorFlow only) the
     ``G`` evaluations run on its replicas: ``num_replicas`` batches at a time, one per replica,
@@ -435,7 +419,9 @@ def compute_equivariance(G, num_samples, batch_size=4, translate_max=0.125, rota
     way, so the result equals the in-process one up to float rounding.
 
     Args:
-        G: object with ``z_dim``, ``c_dim``, ``mapping(z, c)``, ``synthesis(ws)`` (NHWC).
+        G: a generator with an input transform (:class:`sg3keras.models.GeneratorBase`:
+            ``z_dim``, ``c_dim``, ``mapping(z, c)``, ``synthesis(ws)`` NHWC,
+            ``require_input_transform``).
         num_samples: number of latents; batch_size: latents per batch (default 4).
         translate_max, rotate_max: ranges (image widths; fraction of pi).
         compute_eqt_int, compute_eqt_frac, compute_eqr: which metrics.
@@ -454,7 +440,7 @@ def compute_equivariance(G, num_samples, batch_size=4, translate_max=0.125, rota
         raise ValueError(f"compute_equivariance: num_samples and batch_size must be >= 1, "
                          f"got {num_samples}, {batch_size}")
     rng = np.random.default_rng(seed)
-    var = _transform_variable(G, dataset)
+    var = G.require_input_transform("compute_equivariance")
     saved = np.array(keras.ops.convert_to_numpy(var), np.float32)
     group = 1
     if runner is not None and runner.replica_variables(var) is not None:

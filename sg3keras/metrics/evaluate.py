@@ -49,7 +49,7 @@ def evaluate(network, metric_names, data=None, mirror=False, num_samples=None, g
             with open(opts_path) as f:
                 data = json.load(f).get("data")
             data_flag = f"--data (from {opts_path})"
-    needs_reals = [m for m in metric_names if METRICS[m].kind in _REAL_IMAGE_KINDS]
+    needs_reals = [m for m in metric_names if METRICS[m].uses_real_images]
     if needs_reals and not data:
         raise ValueError(f"--metrics {','.join(needs_reals)}: compares with real images; "
                          "expected --data DATASET (a .zip or folder)")
@@ -75,9 +75,6 @@ def evaluate(network, metric_names, data=None, mirror=False, num_samples=None, g
         if run_dir is not None:
             append_jsonl(os.path.join(run_dir, f"metric-{name}.jsonl"), result)
         yield json.dumps(result)
-
-
-_REAL_IMAGE_KINDS = ("fid", "kid", "pr")
 
 
 def check_dataset(G, dataset, compares_images=True, where="--data"):

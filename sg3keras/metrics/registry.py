@@ -36,29 +36,31 @@ from sg3keras.metrics import feature_math
 from sg3keras.metrics.equivariance import _draw_labels, compute_equivariance
 from sg3keras.utils import format_time, to_uint8  # format_time: re-exported (API)
 
-__all__ = ["MetricSpec", "METRICS", "list_metrics", "is_valid_metric", "calc_metric",
-           "append_jsonl", "quantize_images", "cache_dir", "format_time"]
+__all__ = ["MetricSpec", "MetricContext", "METRICS", "register_metric", "list_metrics",
+           "is_valid_metric", "calc_metric", "append_jsonl", "quantize_images", "cache_dir",
+           "format_time"]
 
 DETECTOR_BATCH = 64  # images per detector call (official data-loader batch)
 
 
 @dataclasses.dataclass(frozen=True)
 class MetricSpec:
-    """One registered protocol.
+    """One registered protocol: its numbers and the function that computes it.
 
     Args:
         name: official metric name.
-        kind: ``"fid"``, ``"kid"``, ``"pr"``, ``"is"``, ``"eq"`` or ``"ppl"``.
+        fn: ``fn(ctx: MetricContext) -> {result key: value}`` (official ``metric_main``: one
+            function per metric).
         num_gen: generated samples (official count).
         max_real: real images used (``None``: the whole dataset; ``0``: no real set).
-        detector: detector name passed to ``load_detector`` (``None`` for EQ metrics).
+        detector: detector name passed to ``load_detector`` (``None``: the metric uses none).
         options: metric-specific keyword options (tuple of pairs).
         supported: False for metrics that are listed but not implemented.
     """
 
     name: str
-    kind: str
-    num_gen: int
+    fn: object
+    num_gen: int = 50000
     max_real: object = None
     detector: object = None
     options: tuple = ()
@@ -68,29 +70,32 @@ class MetricSpec:
     def opts(self):
         return dict(self.options)
 
+    @property
+    def uses_real_images(self):
+        """Whether the metric reads the dataset's images (``max_real != 0``)."""
+        return self.max_real != 0
 
-INCEPTION = "inception"   # names understood by detectors.load_detector
-VGG16 = "vgg16"
 
-METRICS = {m.name: m for m in [
-    MetricSpec("fid50k_full", "fid", 50000, None, INCEPTION),
-    MetricSpec("kid50k_full", "kid", 50000, 1000000, INCEPTION,
-               (("num_subsets", 100), ("max_subset_size", 1000))),
-    MetricSpec("pr50k3_full", "pr", 50000, 200000, VGG16,
-               (("nhood_size", 3), ("row_batch_size", 10000), ("col_batch_size", 10000))),
-    MetricSpec("ppl2_wend", "ppl", 50000, 0, VGG16,
-               (("epsilon", 1e-4), ("space", "w"), ("sampling", "end"), ("crop", False)),
-               supported=False),
-    MetricSpec("eqt50k_int", "eq", 50000, 0, None, (("compute_eqt_int", True),)),
-    MetricSpec("eqt50k_frac", "eq", 50000, 0, None, (("compute_eqt_frac", True),)),
-    MetricSpec("eqr50k", "eq", 50000, 0, None, (("compute_eqr", True),)),
-    MetricSpec("fid50k", "fid", 50000, 50000, INCEPTION),
-    MetricSpec("kid50k", "kid", 50000, 50000, INCEPTION,
-               (("num_subsets", 100), ("max_subset_size", 1000))),
-    MetricSpec("pr50k3", "pr", 50000, 50000, VGG16,
-               (("nhood_size", 3), ("row_batch_size", 10000), ("col_batch_size", 10000))),
-    MetricSpec("is50k", "is", 50000, 0, INCEPTION, (("num_splits", 10),)),
-]}
+METRICS = {}
+
+
+def register_metric(name, fn=None, *, num_gen=50000, max_real=None, detector=None,
+                    supported=True, **options):
+    """Register metric ``name``; with ``fn`` omitted, a decorator (returns ``fn`` unchanged).
+
+    ``fn(ctx)`` gets a :class:`MetricContext` and returns ``{result key: value}``; keyword
+    ``options`` become ``spec.opts`` (read by ``fn`` as ``ctx.spec.opts``). Registering an
+    existing name replaces it. Example (a new metric is this one registration)::
+
+        @register_metric("mean50k", detector=None, max_real=0)
+        def mean50k(ctx):
+            return {"mean50k": float(np.mean(ctx.generate_images(ctx.num_gen)))}
+    """
+    def register(fn):
+        METRICS[name] = MetricSpec(name, fn, int(num_gen), max_real, detector,
+                                   tuple(options.items()), bool(supported))
+        return fn
+    return register if fn is None else register(fn)
 
 
 def list_metrics(supported_only=False):
@@ -132,8 +137,7 @@ def _detector_name(detector):
     return str(getattr(detector, "name", None) or type(detector).__name__)
 
 
-def _detect(detector, images, kind, runner=None):
-    output = "probabilities" if kind == "is" else "features"
+def _detect(detector, images, output="features", runner=None):
     if runner is not None and hasattr(detector, "tensor_fn"):
         # Split over the replicas; detectors without a tensor function run in-process.
         out = runner.map(("detect", output), detector.tensor_fn(output), images)
@@ -171,7 +175,7 @@ def _real_stats(dataset, detector, spec, stats_kwargs, use_cache, progress, runn
         if stats.is_full():
             break
         batch = _to_rgb(np.asarray(batch, np.uint8)[:stats.remaining()], "dataset images")
-        stats.append(_detect(detector, batch, spec.kind, runner))
+        stats.append(_detect(detector, batch, "features", runner))
         if progress is not None:
             progress("real", stats.num_items, n)
     if stats.num_items < n:
@@ -186,21 +190,23 @@ def _generate(G, zs, cs, runner):
     """Quantised images of the latent/label chunks ``zs``/``cs`` (``batch_gen`` rows each).
 
     In-process: one ``G`` call per chunk. With a runner: ``num_replicas`` chunks per call, one
-    chunk per replica (the official per-GPU ``batch_gen``).
+    chunk per replica (the official per-GPU ``batch_gen``). Noise (where ``G`` has it) is
+    drawn afresh, as the official ``G(z, c)`` (``noise_mode="random"``).
     """
     if runner is None:
-        return [quantize_images(keras.ops.convert_to_numpy(G.synthesis(G.mapping(z, c))))
+        return [quantize_images(G.synthesize(G.mapping(z, c), noise_mode="random"))
                 for z, c in zip(zs, cs)]
     step, out = runner.num_replicas, []
     for i in range(0, len(zs), step):
-        img = runner.map("generate", lambda z, c: G.synthesis(G.mapping(z, c)),
+        img = runner.map("generate",
+                         lambda z, c: G.synthesize_batch(G.mapping(z, c), noise_mode="random"),
                          np.concatenate(zs[i:i + step]), np.concatenate(cs[i:i + step]),
                          per_replica=len(zs[i]))
         out.append(quantize_images(img))
     return out
 
 
-def _gen_stats(G, detector, spec, stats_kwargs, num_gen, batch_gen, dataset, rng, progress,
+def _gen_stats(G, detector, output, stats_kwargs, num_gen, batch_gen, dataset, rng, progress,
                runner=None):
     stats = feature_math.FeatureStats(max_items=num_gen, **stats_kwargs)
     while not stats.is_full():
@@ -212,43 +218,128 @@ def _gen_stats(G, detector, spec, stats_kwargs, num_gen, batch_gen, dataset, rng
             zs.append(rng.standard_normal([batch_gen, int(G.z_dim)]).astype(np.float32))
             cs.append(_draw_labels(G, batch_gen, rng, dataset))
         images = np.concatenate(_generate(G, zs, cs, runner))
-        stats.append(_detect(detector, images, spec.kind, runner))
+        stats.append(_detect(detector, images, output, runner))
         if progress is not None:
             progress("gen", stats.num_items, num_gen)
     return stats
 
 
 # ---------------------------------------------------------------------------------------------
-# Metric bodies.
+# What a metric function gets.
 
-def _run_feature_metric(spec, G, dataset, detector, num_gen, batch_gen, rng, use_cache, progress,
-                        runner=None):
-    o = spec.opts
+@dataclasses.dataclass
+class MetricContext:
+    """The arguments of one evaluation, handed to the metric's function (official
+    ``metric_main``'s ``opts``): ``spec``, ``G``, ``dataset``, ``num_gen`` (generated samples),
+    ``batch_gen`` (generator batch), ``rng`` (``np.random.Generator`` of ``seed``), ``seed``,
+    ``use_cache``, ``progress``, ``runner`` (replica runner or None), and the detector (loaded
+    on first use of :attr:`detector` unless given)."""
 
-    def real(kw):
-        return _real_stats(dataset, detector, spec, kw, use_cache, progress, runner)
+    spec: MetricSpec
+    G: object
+    dataset: object
+    num_gen: int
+    batch_gen: int
+    rng: object
+    seed: int = 0
+    use_cache: bool = True
+    progress: object = None
+    runner: object = None
+    detector_dir: object = None
+    given_detector: object = None
 
-    def gen(kw):
-        return _gen_stats(G, detector, spec, kw, num_gen, batch_gen, dataset, rng, progress,
-                          runner)
+    @property
+    def detector(self):
+        """``spec.detector`` loaded from ``detector_dir`` (once), or the one given."""
+        if self.given_detector is None:
+            # lazy: heavy, and optional for EQ metrics
+            from sg3keras.detectors.loading import load_detector
+            self.given_detector = load_detector(self.spec.detector, self.detector_dir)
+        return self.given_detector
 
-    if spec.kind == "fid":
-        kw = dict(capture_mean_cov=True)
-        r, g = real(kw), gen(kw)
-        return {spec.name: feature_math.compute_fid(*r.get_mean_cov(), *g.get_mean_cov())}
-    kw = dict(capture_all=True)
-    if spec.kind == "is":
-        mean, std = feature_math.compute_is(gen(kw).get_all(), num_splits=o["num_splits"])
-        return {f"{spec.name}_mean": mean, f"{spec.name}_std": std}
-    real_f, gen_f = real(kw).get_all(), gen(kw).get_all()
-    if spec.kind == "kid":
-        kid = feature_math.compute_kid(real_f, gen_f, num_subsets=o["num_subsets"],
-                                       max_subset_size=o["max_subset_size"], rng=rng)
-        return {spec.name: kid}
+    def real_stats(self, **stats_kwargs):
+        """:class:`FeatureStats` of up to ``spec.max_real`` dataset images (cached)."""
+        return _real_stats(self.dataset, self.detector, self.spec, stats_kwargs, self.use_cache,
+                           self.progress, self.runner)
+
+    def gen_stats(self, output="features", **stats_kwargs):
+        """:class:`FeatureStats` of ``num_gen`` generated images (detector ``output``:
+        ``"features"`` or ``"probabilities"``)."""
+        return _gen_stats(self.G, self.detector, output, stats_kwargs, self.num_gen,
+                          self.batch_gen, self.dataset, self.rng, self.progress, self.runner)
+
+
+# ---------------------------------------------------------------------------------------------
+# The metrics: one function each, registered under the official names (table in the module
+# docstring).
+
+INCEPTION = "inception"   # names understood by detectors.load_detector
+VGG16 = "vgg16"
+
+
+def fid(ctx):
+    """Frechet Inception distance of the real and generated feature statistics."""
+    kw = dict(capture_mean_cov=True)
+    r, g = ctx.real_stats(**kw), ctx.gen_stats(**kw)
+    return {ctx.spec.name: feature_math.compute_fid(*r.get_mean_cov(), *g.get_mean_cov())}
+
+
+def kid(ctx):
+    """Kernel Inception distance (``num_subsets`` subsets of ``max_subset_size``)."""
+    o, kw = ctx.spec.opts, dict(capture_all=True)
+    real_f, gen_f = ctx.real_stats(**kw).get_all(), ctx.gen_stats(**kw).get_all()
+    value = feature_math.compute_kid(real_f, gen_f, num_subsets=o["num_subsets"],
+                                     max_subset_size=o["max_subset_size"], rng=ctx.rng)
+    return {ctx.spec.name: value}
+
+
+def pr(ctx):
+    """Improved precision and recall (VGG16 features, ``nhood_size`` neighbours)."""
+    o, kw = ctx.spec.opts, dict(capture_all=True)
+    real_f, gen_f = ctx.real_stats(**kw).get_all(), ctx.gen_stats(**kw).get_all()
     precision, recall = feature_math.compute_pr(real_f, gen_f, k=o["nhood_size"],
                                                 row_batch=o["row_batch_size"],
                                                 col_batch=o["col_batch_size"])
-    return {f"{spec.name}_precision": precision, f"{spec.name}_recall": recall}
+    return {f"{ctx.spec.name}_precision": precision, f"{ctx.spec.name}_recall": recall}
+
+
+def inception_score(ctx):
+    """Inception Score of the generated images (``num_splits`` splits)."""
+    probs = ctx.gen_stats("probabilities", capture_all=True).get_all()
+    mean, std = feature_math.compute_is(probs, num_splits=ctx.spec.opts["num_splits"])
+    return {f"{ctx.spec.name}_mean": mean, f"{ctx.spec.name}_std": std}
+
+
+def equivariance(ctx):
+    """EQ-T / EQ-T_frac / EQ-R PSNR (:func:`~sg3keras.metrics.equivariance.compute_equivariance`
+    with the spec's ``compute_*`` option)."""
+    progress = ctx.progress
+    eq_progress = None if progress is None else (lambda d, t: progress("eq", d, t))
+    out = compute_equivariance(ctx.G, ctx.num_gen, batch_size=ctx.batch_gen, seed=ctx.seed,
+                               dataset=ctx.dataset, progress=eq_progress, runner=ctx.runner,
+                               **ctx.spec.opts)
+    return {ctx.spec.name: next(iter(out.values()))}
+
+
+def perceptual_path_length(ctx):
+    """perceptual path length"""
+    raise NotImplementedError(f"metric {ctx.spec.name!r}: not supported by sg3keras")
+
+
+_KID = dict(num_subsets=100, max_subset_size=1000)
+_PR = dict(nhood_size=3, row_batch_size=10000, col_batch_size=10000)
+register_metric("fid50k_full", fid, max_real=None, detector=INCEPTION)
+register_metric("kid50k_full", kid, max_real=1000000, detector=INCEPTION, **_KID)
+register_metric("pr50k3_full", pr, max_real=200000, detector=VGG16, **_PR)
+register_metric("ppl2_wend", perceptual_path_length, max_real=0, detector=VGG16,
+                supported=False, epsilon=1e-4, space="w", sampling="end", crop=False)
+register_metric("eqt50k_int", equivariance, max_real=0, compute_eqt_int=True)
+register_metric("eqt50k_frac", equivariance, max_real=0, compute_eqt_frac=True)
+register_metric("eqr50k", equivariance, max_real=0, compute_eqr=True)
+register_metric("fid50k", fid, max_real=50000, detector=INCEPTION)
+register_metric("kid50k", kid, max_real=50000, detector=INCEPTION, **_KID)
+register_metric("pr50k3", pr, max_real=50000, detector=VGG16, **_PR)
+register_metric("is50k", inception_score, max_real=0, detector=INCEPTION, num_splits=10)
 
 
 def _replica_runner(strategy):
@@ -267,7 +358,8 @@ def calc_metric(name, G, dataset=None, num_samples=None, detector_dir=None, batc
                 strategy=None):
     """Evaluate one registered metric and return its JSONL record.
 
-    Steps: look up ``name``; for feature metrics obtain the detector
+    Steps: look up ``name``; call the registered function with a :class:`MetricContext`. The
+    feature metrics obtain the detector
     (``sg3keras.detectors.loading.load_detector(spec.detector, detector_dir)`` unless one is
     given), compute (or load from the cache) the real statistics, generate ``num_samples``
     images with ``G.synthesis(G.mapping(z, c))`` in chunks of ``batch_size``, quantise them
@@ -301,8 +393,9 @@ def calc_metric(name, G, dataset=None, num_samples=None, detector_dir=None, batc
         raise ValueError(f"unknown metric {name!r}; choose from {', '.join(list_metrics(True))}")
     spec = METRICS[name]
     if not spec.supported:
-        raise NotImplementedError(f"metric {name!r} (perceptual path length) is not supported by "
-                                  f"sg3keras; supported: {', '.join(list_metrics(True))}")
+        raise NotImplementedError(f"metric {name!r} ({spec.fn.__doc__ or 'listed'}) is not "
+                                  f"supported by sg3keras; supported: "
+                                  f"{', '.join(list_metrics(True))}")
     num_gen = spec.num_gen if num_samples is None else int(num_samples)
     if num_gen < 1 or int(batch_size) < 1:
         raise ValueError(f"metric {name}: num_samples and batch_size must be >= 1, got "
@@ -310,19 +403,10 @@ def calc_metric(name, G, dataset=None, num_samples=None, detector_dir=None, batc
     rng = np.random.default_rng(seed)
     runner = _replica_runner(strategy)
     start = time.time()
-    if spec.kind == "eq":
-        eq_progress = None if progress is None else (lambda d, t: progress("eq", d, t))
-        out = compute_equivariance(G, num_gen, batch_size=int(batch_size), seed=seed,
-                                   dataset=dataset, progress=eq_progress, runner=runner,
-                                   **spec.opts)
-        results = {name: next(iter(out.values()))}
-    else:
-        if detector is None:
-            # lazy: heavy, and optional for EQ metrics
-            from sg3keras.detectors.loading import load_detector
-            detector = load_detector(spec.detector, detector_dir)
-        results = _run_feature_metric(spec, G, dataset, detector, num_gen, int(batch_size), rng,
-                                      use_cache, progress, runner)
+    ctx = MetricContext(spec, G, dataset, num_gen, int(batch_size), rng, seed=seed,
+                        use_cache=use_cache, progress=progress, runner=runner,
+                        detector_dir=detector_dir, given_detector=detector)
+    results = spec.fn(ctx)
     total = time.time() - start
     num_gpus = 1 if runner is None else runner.num_replicas
     return dict(results={k: float(v) for k, v in results.items()}, metric=name,

@@ -5,41 +5,19 @@ Symbols used throughout (Alias-Free GAN, Section 3): ``s`` sampling rate, ``f_c`
 ``f_t`` stopband, ``f_h`` transition half-width; see :mod:`sg3keras.models.schedule`.
 """
 
-import math
-
 import keras
-import numpy as np
 from keras import ops
 
-from sg3keras.config import GeneratorConfig, resolve_preset
 from sg3keras.layers.mapping import MappingNetwork
 from sg3keras.layers.synthesis_input import SynthesisInput
 from sg3keras.layers.synthesis_layer import SynthesisLayer
 from sg3keras.models._serialization import ConfigSerialization
+from sg3keras.models.base import (GeneratorBase, as_generator_config, check_noise_mode,
+                                  make_transform, register_generator)
 from sg3keras.models.schedule import synthesis_schedule
 from sg3keras.ops.misc import assert_shape
 
 __all__ = ["SynthesisNetwork", "Generator", "make_transform"]
-
-
-def make_transform(translate=(0.0, 0.0), rotate=0.0):
-    """Forward 2-D transform of ``gen_images.py``: rotate by ``rotate`` degrees, translate.
-
-    Returns ``[[cos a, sin a, tx], [-sin a, cos a, ty], [0, 0, 1]]`` (float64); the input
-    layer's ``transform`` buffer stores its inverse.
-    """
-    a = rotate / 360.0 * 2 * math.pi
-    tx, ty = (float(v) for v in translate)
-    return np.array([[math.cos(a), math.sin(a), tx], [-math.sin(a), math.cos(a), ty],
-                     [0.0, 0.0, 1.0]])
-
-
-def _as_config(config):
-    if isinstance(config, GeneratorConfig):
-        return config
-    if isinstance(config, dict):
-        return GeneratorConfig.from_dict(config)
-    raise TypeError(f"config: expected a GeneratorConfig or dict, got {type(config).__name__}")
 
 
 @keras.saving.register_keras_serializable(package="sg3keras")
@@ -54,7 +32,9 @@ class SynthesisNetwork(ConfigSerialization, keras.layers.Layer):
     Call arguments:
         ws: ``[N, num_ws, w_dim]``; update_emas: update every ``magnitude_ema`` first;
         transform: optional per-sample ``[N, 3, 3]`` input transform replacing the stored
-        ``input.transform`` buffer (see :class:`SynthesisInput`).
+        ``input.transform`` buffer (see :class:`SynthesisInput`); noise_mode: accepted (any of
+        ``"random"``, ``"const"``, ``"none"``) and unused, noise: must be empty -- there are
+        no noise inputs (the keywords every generator's synthesis takes).
 
     Returns images ``[N, R, R, img_channels]`` (float32, x ``output_scale``, unclamped).
     """
@@ -63,7 +43,7 @@ class SynthesisNetwork(ConfigSerialization, keras.layers.Layer):
 
     def __init__(self, config, impl="fast", seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.config = _as_config(config)
+        self.config = as_generator_config(config)
         self.impl = impl
         self.seed = seed
         cfg = self.config
@@ -87,7 +67,15 @@ class SynthesisNetwork(ConfigSerialization, keras.layers.Layer):
         for layer in self.synthesis_layers:
             layer.build()
 
-    def call(self, ws, update_emas=False, transform=None):
+    def noise_inputs(self):
+        """No noise inputs: ``[]``."""
+        return []
+
+    def call(self, ws, noise_mode="random", update_emas=False, noise=None, transform=None):
+        check_noise_mode(noise_mode)
+        if noise:
+            raise ValueError(f"noise: this synthesis network has no noise inputs, got "
+                             f"{sorted(noise)}")
         cfg = self.config
         assert_shape(ws, [None, self.num_ws, cfg.w_dim], name="ws")
         ws = ops.cast(ws, "float32")
@@ -105,8 +93,9 @@ class SynthesisNetwork(ConfigSerialization, keras.layers.Layer):
         return (ws_shape[0], r, r, self.config.img_channels)
 
 
+@register_generator("stylegan3")
 @keras.saving.register_keras_serializable(package="sg3keras")
-class Generator(ConfigSerialization, keras.Model):
+class Generator(GeneratorBase, ConfigSerialization, keras.Model):
     """StyleGAN3 generator ``G(z, c) -> images`` (NHWC, float32).
 
     Args:
@@ -119,8 +108,9 @@ class Generator(ConfigSerialization, keras.Model):
     Call arguments:
         z: ``[N, z_dim]``; c: ``[N, c_dim]`` (required when ``c_dim > 0``);
         truncation_psi: float or scalar tensor (1 = none); truncation_cutoff: None = all ws,
-        0 = none; training: unused (no dropout); update_emas: update ``mapping.w_avg`` and
-        every ``magnitude_ema`` (the training-time D phase does this).
+        0 = none; noise_mode: accepted and unused (no noise inputs); training: unused (no
+        dropout); update_emas: update ``mapping.w_avg`` and every ``magnitude_ema`` (the
+        training-time D phase does this).
 
     Example:
         >>> G = Generator.from_preset("stylegan3-t", img_resolution=16, channel_base=256,
@@ -131,15 +121,17 @@ class Generator(ConfigSerialization, keras.Model):
     """
 
     _config_attrs = ("impl", "seed", "metadata")
+    _build_options = ("impl", "seed")
 
     def __init__(self, config, impl="fast", seed=None, metadata=None, **kwargs):
         kwargs.setdefault("name", "generator")
         super().__init__(**kwargs)
         self.metadata = dict(metadata or {})   # e.g. the official source it was converted from
-        self.config = _as_config(config)
+        self.config = as_generator_config(config)
         if self.config.family != "stylegan3":
             raise ValueError(f"config.family: expected 'stylegan3', got "
-                             f"{self.config.family!r}; use Generator.from_preset/from_config")
+                             f"{self.config.family!r}; use sg3keras.models.build_generator "
+                             f"(or Generator.from_preset)")
         self.impl = impl
         self.seed = seed
         cfg = self.config
@@ -150,39 +142,27 @@ class Generator(ConfigSerialization, keras.Model):
         self.mapping = MappingNetwork.for_generator(cfg, self.num_ws)
         self.build()
 
-    @classmethod
-    def from_preset(cls, name, img_resolution=None, batch=None, **overrides):
-        """Build from a :data:`sg3keras.config.PRESETS` entry (``stylegan2`` → StyleGAN2 G)."""
-        impl = overrides.pop("impl", "fast")
-        seed = overrides.pop("seed", None)
-        cfg = resolve_preset(name, img_resolution=img_resolution, batch=batch,
-                             **overrides).generator
-        if cfg.family == "stylegan2":
-            from sg3keras.models.stylegan2_generator import StyleGAN2Generator
-            return StyleGAN2Generator.from_config_dataclass(cfg)
-        return cls(cfg, impl=impl, seed=seed)
-
     def build(self, input_shape=None):
         self.synthesis.build()
         self.mapping.build()
         self.built = True
 
-    def call(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, training=False,
-             update_emas=False):
+    def call(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="random",
+             training=False, update_emas=False):
         ws = self.mapping(z, c, truncation_psi=truncation_psi,
                           truncation_cutoff=truncation_cutoff, update_emas=update_emas)
-        return self.synthesis(ws, update_emas=update_emas)
+        return self.synthesis(ws, noise_mode=noise_mode, update_emas=update_emas)
 
-    def set_transform(self, translate=(0.0, 0.0), rotate=0.0):
-        """Set the input transform like ``gen_images.py --translate --rotate`` (degrees)."""
-        self.set_transform_matrix(np.linalg.inv(make_transform(translate, rotate)))
-
-    def set_transform_matrix(self, m):
-        """Store ``m`` (the *inverse* transform, ``[3, 3]``) in ``synthesis.input.transform``."""
-        m = np.asarray(m, dtype=np.float64)
-        if m.shape != (3, 3):
-            raise ValueError(f"transform matrix: expected shape [3, 3], got {list(m.shape)}")
-        self.synthesis.input.transform.assign(m.astype(np.float32))
+    def with_impl(self, impl):
+        """A copy built with ``filtered_lrelu`` implementation ``impl`` holding the same weights
+        (``metadata`` is not copied)."""
+        clone = type(self)(self.config, impl=impl, seed=self.seed, name=self.name)
+        src, dst = self.weights, clone.weights
+        if [tuple(v.shape) for v in src] != [tuple(v.shape) for v in dst]:
+            raise RuntimeError(f"with_impl: the impl={impl!r} rebuild has different weights "
+                               "than the generator; cannot copy them")
+        clone.set_weights([v.numpy() for v in src])
+        return clone
 
     def compute_output_shape(self, z_shape, *args, **kwargs):
         return (z_shape[0], self.img_resolution, self.img_resolution, self.img_channels)

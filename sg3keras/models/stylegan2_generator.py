@@ -7,20 +7,18 @@ Used by the ``stylegan2`` preset: 8-layer mapping network, learned 4x4 constant,
 import keras
 from keras import ops
 
-from sg3keras.config import GeneratorConfig, resolve_preset
 from sg3keras.layers.mapping import MappingNetwork
-from sg3keras.layers.stylegan2_synthesis import NOISE_MODES, SynthesisBlock2
+from sg3keras.layers.stylegan2_synthesis import SynthesisBlock2
 from sg3keras.models._serialization import ConfigSerialization
+from sg3keras.models.base import (GeneratorBase, as_generator_config, check_noise_mode,
+                                  register_generator)
 from sg3keras.ops.misc import assert_shape
 
 __all__ = ["SynthesisNetwork2", "StyleGAN2Generator"]
 
 
 def _as_config(config):
-    if isinstance(config, dict):
-        config = GeneratorConfig.from_dict(config)
-    if not isinstance(config, GeneratorConfig):
-        raise TypeError(f"config: expected a GeneratorConfig or dict, got {type(config).__name__}")
+    config = as_generator_config(config)
     if config.family != "stylegan2":
         raise ValueError(f"config.family: expected 'stylegan2', got {config.family!r}")
     r = config.img_resolution
@@ -43,7 +41,8 @@ class SynthesisNetwork2(ConfigSerialization, keras.layers.Layer):
         ws: ``[N, num_ws, w_dim]``; noise_mode: ``"random"`` (official default), ``"const"`` or
         ``"none"``; update_emas: accepted, unused (no running statistics in synthesis); noise:
         optional ``{layer name: [N, R, R, 1]}`` N(0, 1) draws for ``noise_mode="random"``
-        (names from :meth:`noise_inputs`; a missing layer draws its own).
+        (names from :meth:`noise_inputs`; a missing layer draws its own); transform: must be
+        None -- there is no input transform (the keywords every generator's synthesis takes).
 
     Returns images ``[N, R, R, img_channels]`` (float32, raw, unclamped).
     """
@@ -69,6 +68,9 @@ class SynthesisNetwork2(ConfigSerialization, keras.layers.Layer):
             num_ws += block.num_conv
             self.blocks.append(block)
         self.num_ws = num_ws + self.blocks[-1].num_torgb
+        self.layer_names = [f"{block.name}.{layer.name}" for block in self.blocks
+                            for layer in (block.conv0, block.conv1, block.torgb)
+                            if layer is not None]
 
     def build(self, input_shape=None):
         for block in self.blocks:
@@ -86,10 +88,12 @@ class SynthesisNetwork2(ConfigSerialization, keras.layers.Layer):
                     out.append((f"{block.name}.{layer.name}", block.resolution))
         return out
 
-    def call(self, ws, noise_mode="random", update_emas=False, noise=None):
+    def call(self, ws, noise_mode="random", update_emas=False, noise=None, transform=None):
         del update_emas
-        if noise_mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        check_noise_mode(noise_mode)
+        if transform is not None:
+            raise ValueError("transform: this synthesis network has no input transform (it "
+                             "starts from a learned 4x4 constant)")
         cfg = self.config
         assert_shape(ws, [None, self.num_ws, cfg.w_dim], name="ws")
         ws = ops.cast(ws, "float32")
@@ -113,8 +117,9 @@ class SynthesisNetwork2(ConfigSerialization, keras.layers.Layer):
         return (ws_shape[0], r, r, self.config.img_channels)
 
 
+@register_generator("stylegan2")
 @keras.saving.register_keras_serializable(package="sg3keras")
-class StyleGAN2Generator(ConfigSerialization, keras.Model):
+class StyleGAN2Generator(GeneratorBase, ConfigSerialization, keras.Model):
     """StyleGAN2 generator ``G(z, c) -> images`` (NHWC, float32).
 
     Weight names follow the official state dict (``synthesis.b8.conv0.weight``,
@@ -160,10 +165,9 @@ class StyleGAN2Generator(ConfigSerialization, keras.Model):
 
     @classmethod
     def from_preset(cls, name="stylegan2", img_resolution=None, batch=None, **overrides):
-        """Build from a :data:`sg3keras.config.PRESETS` entry of the ``stylegan2`` family."""
-        cfg = resolve_preset(name, img_resolution=img_resolution, batch=batch,
-                             **overrides).generator
-        return cls(cfg)
+        """Build from a :data:`sg3keras.config.PRESETS` entry (see
+        :meth:`GeneratorBase.from_preset`; the config picks the class)."""
+        return super().from_preset(name, img_resolution=img_resolution, batch=batch, **overrides)
 
     def build(self, input_shape=None):
         if self.built:
@@ -177,12 +181,6 @@ class StyleGAN2Generator(ConfigSerialization, keras.Model):
         ws = self.mapping(z, c, truncation_psi=truncation_psi,
                           truncation_cutoff=truncation_cutoff, update_emas=update_emas)
         return self.synthesis(ws, noise_mode=noise_mode, update_emas=update_emas)
-
-    def set_transform(self, *args, **kwargs):
-        raise ValueError("StyleGAN2Generator has no input transform (it starts from a learned "
-                         "4x4 constant); set_transform only applies to StyleGAN3 generators")
-
-    set_transform_matrix = set_transform
 
     def compute_output_shape(self, z_shape, *args, **kwargs):
         return (z_shape[0], self.img_resolution, self.img_resolution, self.img_channels)

@@ -17,6 +17,7 @@ convolution). The official Conv2dLayer / SynthesisLayer pass ``flip_weight = (up
 from keras import ops
 
 from .misc import assert_shape, parse_padding, parse_scaling
+from .modulated_conv import demodulation_coefficients
 from .upfirdn2d import filter_size, pad_or_crop, upfirdn2d, zero_insert
 
 __all__ = ["conv2d_resample", "modulated_conv2d_resample"]
@@ -158,9 +159,7 @@ def modulated_conv2d_resample(x, w, styles, noise=None, f=None, up=1, down=1, pa
     x = x * styles[:, None, None, :]
     x = conv2d_resample(x, w, f=f, up=up, down=down, padding=padding, flip_weight=flip_weight)
     if demodulate:
-        wsq = ops.sum(ops.square(w), axis=(0, 1))                             # [I, O]
-        dcoefs = ops.rsqrt(ops.matmul(ops.square(styles), wsq) + 1e-8)          # [N, O]
-        x = x * dcoefs[:, None, None, :]
+        x = x * demodulation_coefficients(w, styles)[:, None, None, :]
     if noise is not None:
         x = x + ops.cast(noise, x.dtype)
     return x

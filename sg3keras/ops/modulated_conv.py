@@ -12,7 +12,23 @@ from keras import ops
 
 from .misc import assert_shape
 
-__all__ = ["modulated_conv2d"]
+__all__ = ["modulated_conv2d", "demodulation_coefficients"]
+
+
+def demodulation_coefficients(w, s):
+    """``d[n, o] = rsqrt(sum_{k,k,i} (w[., ., i, o] * s[n, i])^2 + 1e-8)`` (StyleGAN2 Eq. 3).
+
+    The per-sample, per-output-channel factor that gives the modulated conv unit expected output
+    magnitude; shared by :func:`modulated_conv2d` (StyleGAN3) and
+    :func:`sg3keras.ops.conv2d_resample.modulated_conv2d_resample` (StyleGAN2).
+
+    Args:
+        w: ``[k, k, I, O]`` weight; s: ``[N, I]`` styles (same dtype as ``w``).
+    Returns:
+        ``[N, O]``.
+    """
+    wsq = ops.sum(ops.square(w), axis=(0, 1))                                      # [I, O]
+    return ops.rsqrt(ops.matmul(ops.square(s), wsq) + 1e-8)                        # [N, O]
 
 
 def modulated_conv2d(x, w, s, demodulate=True, padding=0, input_gain=None):
@@ -53,8 +69,7 @@ def modulated_conv2d(x, w, s, demodulate=True, padding=0, input_gain=None):
         s = s * ops.rsqrt(ops.mean(ops.square(s)))                                  # [N, I]
     scale = s                                                                      # [N, I]
     if demodulate:
-        wsq = ops.sum(ops.square(w), axis=[0, 1])                                  # [I, O]
-        dcoefs = ops.rsqrt(ops.matmul(ops.square(s), wsq) + 1e-8)                  # [N, O]
+        dcoefs = demodulation_coefficients(w, s)                                   # [N, O]
     if input_gain is not None:
         g = ops.cast(input_gain, "float32")
         if len(g.shape) not in (0, 1, 2) or (len(g.shape) >= 1 and g.shape[-1] != in_ch):

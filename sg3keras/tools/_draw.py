@@ -185,21 +185,13 @@ def ws_from_seeds(G, seeds, truncation_psi=1.0, class_idx=None):
 
 
 def synthesize(G, ws, batch_size=8):
-    """``G.synthesis(ws)`` as float32 numpy NHWC, in batches; ``noise_mode='const'`` for SG2."""
-    kwargs = {} if hasattr(getattr(G, "synthesis", None), "input") else {"noise_mode": "const"}
-    ws = np.asarray(ws, np.float32)
-    out = [np.asarray(G.synthesis(ws[i:i + batch_size], **kwargs), np.float32)
-           for i in range(0, len(ws), batch_size)]
-    return np.concatenate(out)
+    """``G.synthesize(ws, batch_size)``: float32 numpy NHWC, ``noise_mode='const'``."""
+    return G.synthesize(ws, batch_size=batch_size, noise_mode="const")
 
 
 def input_transform(G, what="this tool"):
-    """``G.synthesis.input.transform`` (a ``[3, 3]`` variable), or one clear error."""
-    try:
-        return G.synthesis.input.transform
-    except AttributeError:
-        raise ValueError(f"{what} needs a StyleGAN3 network (one with an input transform); "
-                         f"got a {type(G).__name__}") from None
+    """The input-transform variable (``[3, 3]``) of ``G``, or one clear error naming ``what``."""
+    return G.require_input_transform(what)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from sg3keras.metrics.equivariance import equivariance_terms, rotation_matrix
+from sg3keras.metrics.equivariance import equivariance_terms, psnr_from_sums, rotation_matrix
 from sg3keras.tools._draw import (default_scale, display_range, heat_panel, panel,
                                   saved_transform, synthesize, vstack, write_panels, ws_from_seeds)
 from sg3keras.utils import save_png
@@ -59,10 +59,8 @@ def equivariance_case(G, ws, kind, param):
         var.assign(m)
         img = synthesize(G, ws)
     terms = equivariance_terms(kind, orig, img, used)
-    with np.errstate(divide="ignore"):
-        psnr = float(20 * np.log10(2.0) - 10 * np.log10(terms["sq_sum"] / terms["mask_sum"]))
     return dict(orig=orig, img=terms["img"], ref=terms["ref"], mask=terms["mask"], param=used,
-                psnr=psnr)
+                psnr=psnr_from_sums(terms["sq_sum"], terms["mask_sum"]))
 
 
 def _describe(kind, param, res):

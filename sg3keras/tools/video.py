@@ -189,9 +189,7 @@ def render_transform_video(G, seed, output, translate_path="circle", rotate_path
     if int(frames) < 1:
         raise ValueError(f"frames: expected >= 1, got {frames}")
     require_video_support()
-    if not hasattr(G, "set_transform"):
-        raise ValueError(f"--translate-path/--rotate-path needs a StyleGAN3 network (one with an "
-                         f"input transform); got a {type(G).__name__}")
+    G.require_input_transform("--translate-path/--rotate-path")
     ws = ws_from_seeds(G, [seed], truncation_psi, class_idx)
     params = [transform_path(f / int(frames), translate_path, rotate_path, radius, max_rotate)
               for f in range(int(frames))]

@@ -94,7 +94,7 @@ def init_architecture(nets, cfg, opts):
     are not weights (EMA speed of the magnitude statistics for the new batch, ``--fp32``,
     ``--mbstd-group``, ``--freezed``)."""
     g = nets["G_ema"].config
-    if g.family == "stylegan3":
+    if g.has_filtered_nonlinearities:
         g = dataclasses.replace(g, magnitude_ema_beta=cfg["generator"].magnitude_ema_beta)
     if opts.fp32:
         g = dataclasses.replace(g, conv_clamp=None, num_fp16_res=0)

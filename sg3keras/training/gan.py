@@ -287,8 +287,7 @@ class StyleGAN(keras.Model):
             else self._gen_labels(phase, n)
         if self.loss_config.style_mixing_prob > 0:
             g["z2"] = self._latents(phase + 40, n)
-        layers = self.G.synthesis.noise_inputs() if hasattr(self.G.synthesis, "noise_inputs") \
-            else []
+        layers = self.G.noise_inputs()
         if layers:
             given_noise = dict(given.pop("noise", None) or {})
             noise = {}
@@ -575,7 +574,7 @@ class StyleGAN(keras.Model):
             inputs: optional ``{phase: {...}}`` with phase names of :meth:`phases`. Per phase:
                 ``z`` ``[batch, z_dim]``, ``c`` ``[batch, c_dim]``, ``noise`` ``{layer:
                 [batch, R, R, 1]}`` (N(0, 1) per-pixel noise of a StyleGAN2 generator, layer
-                names from ``G.synthesis.noise_inputs()``) and for ``Greg`` ``pl_noise``
+                names from ``G.noise_inputs()``) and for ``Greg`` ``pl_noise``
                 ``[batch, H, W, C]`` (N(0, 1), divided by ``sqrt(H W)`` here; the first
                 ``batch // pl_batch_shrink`` rows are used). Anything not given is drawn from
                 ``(seed, step, phase)`` as in ``fit``.

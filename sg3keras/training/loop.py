@@ -407,11 +407,8 @@ def build_gan(cfg, dataset, strategy, seed=0, impl="fast", init=None):
 
 
 def _make_generator(g_cfg, seed, name, impl):
-    from sg3keras.models.generator import Generator
-    if g_cfg.family == "stylegan2":
-        from sg3keras.models.stylegan2_generator import StyleGAN2Generator
-        return StyleGAN2Generator(g_cfg, name=name)
-    return Generator(g_cfg, seed=seed, impl=impl, name=name)
+    from sg3keras.models import build_generator
+    return build_generator(g_cfg, impl=impl, seed=seed, name=name)
 
 
 def _write_reals(run_dir, dataset, n=16):

@@ -226,8 +226,7 @@ def _iteration_inputs(case, i, gan):
         given[name] = dict(z=gen_z[j], c=np.asarray(gen_c[j], np.float32).reshape(batch, -1))
     iters = cfg.get("iterations") or []
     draws = (iters[i].get("random_draws") if i < len(iters) else None) or {}
-    layers = dict(gan.G.synthesis.noise_inputs()) if hasattr(gan.G.synthesis, "noise_inputs") \
-        else {}
+    layers = dict(gan.G.noise_inputs())
     for phase, consumers in draws.items():
         if phase not in given:
             raise ReplayCaseError(f"{case['dir']}/config.json: iterations[{i}].random_draws names "
