@@ -1,21 +1,15 @@
 """The smaller CLI commands: dataset, layers, help (the heavier ones have their own files)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 from refdata import layer_spec, padding_text
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLI = [sys.executable, "-m", "sg3keras.cli"]
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+from helpers import run_cli_process
 
 
 def _run(args, ok=True):
-    r = subprocess.run(CLI + args, cwd=ROOT, env=ENV, capture_output=True, text=True,
-                       timeout=300)
+    r = run_cli_process(*args)
     assert (r.returncode == 0) == ok, r.stdout[-2000:] + r.stderr[-2000:]
     return r
 
