@@ -10,7 +10,9 @@ from sg3keras.cli.options import (check_output, class_option, default_of, load_n
                                   network_option, outdir_option, parse_range, parse_vec2,
                                   seed_option, trunc_option)
 from sg3keras.config import ProjectConfig
-from sg3keras.tools.video import render_transform_video, render_video
+from sg3keras.inference.generate import check_class, generate_images, write_images
+from sg3keras.tools.video import (render_transform_video, render_video, require_video_support,
+                                  write_projection_video)
 
 
 @main.command()
@@ -31,7 +33,6 @@ from sg3keras.tools.video import render_transform_video, render_video
 def generate(network, seeds, truncation_psi, class_idx, noise_mode, translate, rotate, outdir,
              grid, projected_w):
     """Generate images (official gen_images.py flags and semantics)."""
-    from sg3keras.inference.generate import generate_images, write_images
     if projected_w:
         return _generate_projected(network, projected_w, outdir, noise_mode, seeds,
                                    truncation_psi)
@@ -78,7 +79,6 @@ def project(network, target, outdir, num_steps, seed, save_video, loss, vgg16, c
     import contextlib
 
     from sg3keras.inference.projector import project as run, save_projection
-    from sg3keras.tools.video import require_video_support, write_projection_video
     bar = click.progressbar(length=num_steps, label="Projecting", file=sys.stderr,
                             item_show_func=lambda d: None if d is None else f"dist {d:.4g}")
     if save_video:
@@ -141,7 +141,6 @@ _VIDEO = {name: default_of(render_video, name) for name in ("w_frames", "kind", 
 def video(network, seeds, output, grid, num_keyframes, w_frames, kind, truncation_psi,
           class_idx, shuffle_seed, translate_path, rotate_path, frames):
     """Latent-interpolation video (official gen_video.py flags) or an input-transform video."""
-    from sg3keras.inference.generate import check_class
     seeds, grid = parse_range(seeds), _grid(grid)
     check_output(output, "--output")
     G = load_network(network)

@@ -11,14 +11,10 @@ from sg3keras.cli.options import (check_output, class_option, default_of, load_n
                                   network_option, outdir_option, parse_range, parse_vec2,
                                   seed_option, trunc_option)
 from sg3keras.config import PRESETS, TrainOptions
+from sg3keras.inference.generate import check_class
 from sg3keras.tools.eqmap import equivariance_maps
 from sg3keras.tools.spectra import write_spectra
 from sg3keras.tools.sticking import write_sticking
-
-
-def _checked_class(G, class_idx):
-    from sg3keras.inference.generate import check_class
-    return check_class(G, class_idx)
 
 
 @main.command()
@@ -45,7 +41,7 @@ def sticking(network, outdir, seed, seeds, num, radius, space, truncation_psi, c
     check_output(outdir, "--outdir")
     G = load_network(network)
     out = write_sticking(G, outdir, seed=seed, seeds=seeds, num=num, radius=radius, space=space,
-                         truncation_psi=truncation_psi, class_idx=_checked_class(G, class_idx))
+                         truncation_psi=truncation_psi, class_idx=check_class(G, class_idx))
     for p in out["paths"]:
         click.echo(p)
 
@@ -73,7 +69,7 @@ def eqmap(network, outdir, seed, translate_int, translate_frac, rotate, class_id
     G = load_network(network)
     out = equivariance_maps(G, outdir, seed=seed, translate_int=translate_int,
                             translate_frac=translate_frac, rotate_deg=rotate,
-                            class_idx=_checked_class(G, class_idx))
+                            class_idx=check_class(G, class_idx))
     for kind, psnr in out["psnr"].items():
         click.echo(f"{kind}: PSNR {psnr:.2f} dB")
     for p in out["paths"]:
@@ -105,7 +101,7 @@ def spectra(data, network, num, class_idx, outdir, name, seed, beta, interp):
     check_output(outdir, "--outdir")
     source = load_network(network) if network else data
     if network and class_idx is not None:
-        class_idx = _checked_class(source, class_idx)
+        class_idx = check_class(source, class_idx)
     out = write_spectra(source, outdir, name=name, num=num, seed=seed, beta=beta, interp=interp,
                         class_idx=class_idx)
     for p in out["paths"]:
