@@ -17,16 +17,13 @@ start-up log lines).
 import io
 import json
 import os
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
 import PIL.Image
 import pytest
-from click.testing import CliRunner
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import run_cli, run_cli_process
 
 
 # ------------------------------------------------------------------------------------ fixtures
@@ -149,11 +146,6 @@ def _tree(root):
             with open(p, "rb") as f:
                 out[os.path.relpath(p, root)] = hashlib.sha1(f.read()).hexdigest()
     return out
-
-
-def _cli(args, **kwargs):
-    from sg3keras.cli import main
-    return CliRunner().invoke(main, args, **kwargs)
 
 
 # ------------------------------------------------------------------------------------ the matrix
@@ -427,7 +419,7 @@ def test_bad_input_gives_one_clear_line_and_leaves_nothing(files, row_id, cmd, w
     args = [a.replace("{D}", str(files)).replace("{O}", str(out)) for a in cmd.split()]
     words = [w.replace("{D}", str(files)) for w in words]
     before = _tree(files)
-    r = _cli(args)
+    r = run_cli(*args)
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == (2 if row_id.startswith("usage:") else 1), (r.exit_code, r.stderr,
                                                                        r.exception)
@@ -447,7 +439,7 @@ def test_dataset_skip_bad_names_every_skipped_file_and_keeps_the_rest(files, tmp
     _folder(src, dict(good, **{"b.png": b"", "g.png": _png(np.zeros((16, 16), np.uint8)),
                                "s.png": _png(_rgb(4, 8)), "z.png": _png(np.zeros((16, 16, 4),
                                                                                  np.uint8))}))
-    r = _cli(["dataset", "--source", str(src), "--dest", str(tmp_path / "d.zip"), "--skip-bad"])
+    r = run_cli("dataset", "--source", src, "--dest", tmp_path / "d.zip", "--skip-bad")
     assert r.exit_code == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["num_images"] == 3
@@ -465,11 +457,11 @@ def test_dataset_force_replaces_and_files_get_the_users_umask(files, tmp_path):
     dest = tmp_path / "d.zip"
     dest.write_bytes(b"old")
     args = ["dataset", "--source", str(files / "rgb"), "--dest", str(dest)]
-    assert _cli(args).exit_code == 1 and dest.read_bytes() == b"old"
+    assert run_cli(*args).exit_code == 1 and dest.read_bytes() == b"old"
     old = os.umask(0o027)
     try:
-        r = _cli(args + ["--force"])
-        r2 = _cli(["dataset", "--source", str(files / "rgb"), "--dest", str(tmp_path / "dir")])
+        r = run_cli(*args, "--force")
+        r2 = run_cli("dataset", "--source", files / "rgb", "--dest", tmp_path / "dir")
     finally:
         os.umask(old)
     assert r.exit_code == 0 and r2.exit_code == 0, r.stderr + r2.stderr
@@ -480,8 +472,8 @@ def test_dataset_force_replaces_and_files_get_the_users_umask(files, tmp_path):
 
 
 def test_dry_run_accepts_what_it_should(files):
-    r = _cli(TRAIN.replace("{O}", str(files / "out" / "ok")).split() +
-             ["--data", str(files / "labelled.zip"), "--cond", "1"])
+    r = run_cli(*TRAIN.replace("{O}", str(files / "out" / "ok")).split(),
+                "--data", files / "labelled.zip", "--cond", "1")
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["dataset"]["label_dim"] == 3
     assert not os.path.exists(files / "out" / "ok")
@@ -491,8 +483,8 @@ def test_unexpected_errors_are_one_line_and_debug_shows_them(files, monkeypatch)
     import sg3keras.data.dataset_tool as tool
 
     # A handled error keeps its traceback under --debug.
-    r = _cli(["--debug", "dataset", "--source", str(files / "rgb"), "--dest",
-              str(files / "existing.zip")])
+    r = run_cli("--debug", "dataset", "--source", files / "rgb", "--dest",
+                files / "existing.zip")
     assert isinstance(r.exception, ValueError) and "already exists" in str(r.exception)
 
     def boom(*args, **kwargs):
@@ -500,12 +492,12 @@ def test_unexpected_errors_are_one_line_and_debug_shows_them(files, monkeypatch)
 
     monkeypatch.setattr(tool, "convert_dataset", boom)
     args = ["dataset", "--source", str(files / "rgb"), "--dest", str(files / "out" / "x.zip")]
-    r = _cli(args)
+    r = run_cli(*args)
     assert r.exit_code == 1 and r.stderr.strip().splitlines() == [
         "Error: RuntimeError: boom (unexpected; run with --debug or SG3KERAS_DEBUG=1 for the "
         "traceback)"]
     for debug_args, env in ((["--debug"], {}), ([], {"SG3KERAS_DEBUG": "1"})):
-        r = _cli(debug_args + args, env=env)
+        r = run_cli(*debug_args, *args, env=env)
         assert isinstance(r.exception, RuntimeError), (r.exception, r.stderr)
 
 
@@ -536,7 +528,7 @@ def test_picture_tools_take_class_for_conditional_networks(files, tmp_path):
                  ["sticking", "--outdir", str(tmp_path / "s"), "--num", "2"],
                  ["eqmap", "--outdir", str(tmp_path / "e")],
                  ["spectra", "--outdir", str(tmp_path / "p"), "--num", "2"]):
-        r = _cli(args + ["--network", net, "--class", "2"])
+        r = run_cli(*args, "--network", net, "--class", "2")
         assert r.exit_code == 0, (args[0], r.stderr)
         assert r.stderr == "", (args[0], r.stderr)
     assert sorted(os.listdir(tmp_path)) == ["e", "p", "s", "v.mp4"]
@@ -545,7 +537,7 @@ def test_picture_tools_take_class_for_conditional_networks(files, tmp_path):
 # ------------------------------------------------------------------------------------ conventions
 
 def test_no_arguments_show_the_help():
-    r = _cli([])
+    r = run_cli()
     assert "Commands:" in r.stdout + r.stderr and "generate" in r.stdout + r.stderr
 
 
@@ -572,10 +564,8 @@ def test_every_option_has_help_and_shows_its_default():
 def test_fresh_process_bad_input_is_one_line_without_tensorflow_noise(files):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env.pop("SG3KERAS_DEBUG", None)
-    r = subprocess.run([sys.executable, "-m", "sg3keras.cli", "generate", "--network",
-                        str(files / "G16c.keras"), "--seeds", "0", "--outdir",
-                        str(files / "out" / "fresh")], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=300)
+    r = run_cli_process("generate", "--network", files / "G16c.keras", "--seeds", "0",
+                        "--outdir", files / "out" / "fresh", env=env)
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.splitlines() == ["Error: --class is required: the network is conditional "
                                      "(c_dim=3); expected --class 0..2"], r.stderr

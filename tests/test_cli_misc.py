@@ -1,21 +1,15 @@
 """The smaller CLI commands: dataset, layers, help (the heavier ones have their own files)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 from refdata import layer_spec, padding_text
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLI = [sys.executable, "-m", "sg3keras.cli"]
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+from helpers import ROOT, run_cli, run_cli_process
 
 
 def _run(args, ok=True):
-    r = subprocess.run(CLI + args, cwd=ROOT, env=ENV, capture_output=True, text=True,
-                       timeout=300)
+    r = run_cli_process(*args)
     assert (r.returncode == 0) == ok, r.stdout[-2000:] + r.stderr[-2000:]
     return r
 
@@ -51,3 +45,38 @@ def test_layers_command_prints_official_schedule(tmp_path):
     out = _run(["layers", "--cfg", "stylegan3-t", "--resolution", "1024"]).stdout
     assert layer_spec("stylegan3-t-1024", 7)["name"] in out
     assert padding_text(layer_spec("stylegan3-t-1024", 13)) in out
+
+
+def test_cli_import_is_light():
+    """``sg3keras --help`` stays instant: the commands read the picture tools' defaults from
+    the tool functions, so importing the CLI imports the tool modules, never TensorFlow."""
+    import subprocess
+    import sys
+    code = ("import sys, sg3keras.cli\n"
+            "print(sorted(m for m in ('tensorflow', 'keras', 'matplotlib', 'torch', 'jax') "
+            "if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_reported_errors_are_their_own_message(tmp_path, monkeypatch):
+    """A type a command ``reports`` (here spectra's RuntimeError) is its message as one line
+    (with --debug: the exception); a type it does not report stays 'unexpected'."""
+    import sg3keras.cli.pictures as pictures
+    from sg3keras.cli._app import _is_one_of
+
+    def missing(*args, **kwargs):
+        raise RuntimeError("matplotlib is missing\n(pip install matplotlib)")
+
+    monkeypatch.setattr(pictures, "write_spectra", missing)
+    args = ["spectra", "--data", tmp_path, "--outdir", tmp_path / "s"]
+    r = run_cli(*args)
+    assert (r.exit_code, r.stderr) == (1, "Error: matplotlib is missing; (pip install "
+                                          "matplotlib)\n")
+    assert isinstance(run_cli("--debug", *args).exception, RuntimeError)
+    monkeypatch.setattr(pictures, "write_spectra", lambda *a, **k: {}["paths"])
+    assert run_cli(*args).stderr.startswith("Error: KeyError: 'paths' (unexpected;")
+    # Classes, or dotted names of classes in modules that import TensorFlow.
+    assert _is_one_of(FileNotFoundError("x"), ("builtins.OSError",))
+    assert not _is_one_of(KeyError("x"), (RuntimeError, "builtins.ValueError"))

@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 
 import refdata
+from helpers import ROOT, run_cli_process
 
 pytestmark = pytest.mark.slow   # Subprocess CLI runs: `make test` only.
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PKL = refdata.path("pickle", "network-snapshot-tiny.pkl")
-CLI = [sys.executable, "-m", "sg3keras.cli"]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 CHECK = r"""
@@ -41,26 +40,30 @@ print(json.dumps(out))
 """
 
 
-def _run(args, timeout=400):
-    r = subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+def _ok(r):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     return r.stdout
+
+
+def _run(*args):
+    """``sg3keras ARGS`` in a fresh process, which must succeed: its stdout."""
+    return _ok(run_cli_process(*args, timeout=400))
 
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     d = tmp_path_factory.mktemp("conv")
-    _run(CLI + ["convert", PKL, str(d / "g_ema.keras")])
-    _run(CLI + ["convert", PKL, str(d / "all"), "--all"])
+    _run("convert", PKL, d / "g_ema.keras")
+    _run("convert", PKL, d / "all", "--all")
     return d
 
 
 def test_convert_reproduces_official_outputs_in_fresh_process(converted):
     for args in ([converted / "g_ema.keras"], [converted / "all" / "G_ema.keras",
                                                converted / "all" / "D.keras"]):
-        out = json.loads(_run([sys.executable, "-c", CHECK, refdata.path(
-            "pickle", "network-snapshot-tiny.expected.npz")] + [str(a) for a in args]
-        ).strip().splitlines()[-1])
+        out = json.loads(_ok(subprocess.run([sys.executable, "-c", CHECK, refdata.path(
+            "pickle", "network-snapshot-tiny.expected.npz")] + [str(a) for a in args], cwd=ROOT,
+            env=ENV, capture_output=True, text=True, timeout=400)).strip().splitlines()[-1])
         assert out["img"] <= 1e-5, out
         if "logits" in out:
             assert out["logits"] <= 1e-4, out
@@ -72,13 +75,11 @@ def test_convert_reproduces_official_outputs_in_fresh_process(converted):
 
 
 def test_convert_errors(tmp_path):
-    r = subprocess.run(CLI + ["convert", PKL, str(tmp_path / "x.h5")], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True, timeout=300)
+    r = run_cli_process("convert", PKL, tmp_path / "x.h5")
     assert r.returncode != 0 and ".keras" in r.stderr
     bad = tmp_path / "bad.pkl"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not a pickle")
-    r = subprocess.run(CLI + ["convert", str(bad), str(tmp_path / "y.keras")], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True, timeout=300)
+    r = run_cli_process("convert", bad, tmp_path / "y.keras")
     assert r.returncode != 0 and "bad.pkl" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -88,10 +89,10 @@ def test_generate_from_pickle_and_keras_matches_independent_computation(converte
     from sg3keras.convert import load_official_pickle
     from sg3keras.utils import z_from_seed
     G = load_official_pickle(PKL, networks=("G_ema",))["G_ema"]
-    _run(CLI + ["generate", "--network", PKL, "--seeds", "0-2", "--trunc", "0.7",
-                "--outdir", str(tmp_path / "pkl")])
-    _run(CLI + ["generate", "--network", str(converted / "g_ema.keras"), "--seeds", "0-2",
-                "--trunc", "0.7", "--outdir", str(tmp_path / "keras")])
+    _run("generate", "--network", PKL, "--seeds", "0-2", "--trunc", "0.7",
+         "--outdir", tmp_path / "pkl")
+    _run("generate", "--network", converted / "g_ema.keras", "--seeds", "0-2",
+         "--trunc", "0.7", "--outdir", tmp_path / "keras")
     for seed in range(3):
         # gen_images.py: the transform is replaced by inv(make_transform(0, 0)) = identity.
         G.synthesis.input.transform.assign(np.eye(3, dtype=np.float32))
@@ -106,11 +107,10 @@ def test_generate_from_pickle_and_keras_matches_independent_computation(converte
 def test_generate_transform_and_grid(converted, tmp_path):
     from PIL import Image
     net = str(converted / "g_ema.keras")
-    _run(CLI + ["generate", "--network", net, "--seeds", "5", "--outdir", str(tmp_path / "a")])
-    _run(CLI + ["generate", "--network", net, "--seeds", "5", "--translate", "0.25,0",
-                "--outdir", str(tmp_path / "b")])
-    _run(CLI + ["generate", "--network", net, "--seeds", "0-3", "--grid",
-                "--outdir", str(tmp_path / "g")])
+    _run("generate", "--network", net, "--seeds", "5", "--outdir", tmp_path / "a")
+    _run("generate", "--network", net, "--seeds", "5", "--translate", "0.25,0",
+         "--outdir", tmp_path / "b")
+    _run("generate", "--network", net, "--seeds", "0-3", "--grid", "--outdir", tmp_path / "g")
     a = np.asarray(Image.open(tmp_path / "a" / "seed0005.png")).astype(int)
     b = np.asarray(Image.open(tmp_path / "b" / "seed0005.png")).astype(int)
     assert np.abs(a - b).max() >= 2          # the input transform moved the content
@@ -123,7 +123,6 @@ def test_generate_transform_and_grid(converted, tmp_path):
     want = np.clip(np.asarray(G(z_from_seed(5, G.z_dim)))[0] * 127.5 + 128, 0, 255).astype(int)
     assert np.abs(b - want).max() <= 1
     assert Image.open(tmp_path / "g" / "grid.png").size == (32, 32)
-    r = subprocess.run(CLI + ["generate", "--network", net, "--seeds", "x-1", "--outdir",
-                              str(tmp_path / "e")], cwd=ROOT, env=ENV, capture_output=True,
-                       text=True, timeout=300)
+    r = run_cli_process("generate", "--network", net, "--seeds", "x-1", "--outdir",
+                        tmp_path / "e")
     assert r.returncode != 0 and "--seeds" in r.stderr

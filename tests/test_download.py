@@ -187,18 +187,16 @@ def test_pretrained_name_uses_the_cache_without_network(cache):
 @pytest.mark.slow
 def test_cli_generate_from_url_without_extension(server, cache, tmp_path):
     """A URL whose file name has no extension: the kind is read from the file's first bytes."""
-    from click.testing import CliRunner
-
-    from sg3keras.cli import main
+    from helpers import run_cli
     _Handler.files["snapshot"] = _Handler.files["net.pkl"]
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["generate", "--network", server + "/ok/snapshot",
-                                       "--seeds", "0", "--outdir", str(out)])
+    result = run_cli("generate", "--network", server + "/ok/snapshot", "--seeds", "0",
+                     "--outdir", out)
     assert result.exit_code == 0, result.output
     assert _listing(out) == ["seed0000.png"]
     kept = [os.path.relpath(cached_file(server + "/ok/snapshot", "networks"), cache_dir("networks"))]
     assert _files(cache_dir("networks")) == kept
-    result = CliRunner().invoke(main, ["generate", "--network", server + "/drop/blob",
-                                       "--seeds", "0", "--outdir", str(out)])
+    result = run_cli("generate", "--network", server + "/drop/blob", "--seeds", "0",
+                     "--outdir", out)
     assert result.exit_code == 1 and "connection" in result.output
     assert _files(cache_dir("networks")) == kept

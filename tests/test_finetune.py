@@ -7,16 +7,13 @@ import http.server
 import json
 import os
 import shutil
-import subprocess
-import sys
 import threading
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from sg3keras.cli import main
+from helpers import run_cli, run_cli_process
 from train_fixtures import write_tiny_dataset
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,12 +33,11 @@ def data(tmp_path_factory):
 
 
 def _cli(args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "sg3keras.cli"] + list(args), cwd=cwd, env=ENV,
-                          capture_output=True, text=True, timeout=600)
+    return run_cli_process(*args, env=ENV, cwd=cwd, timeout=600)
 
 
 def _dry(args):
-    result = CliRunner().invoke(main, ["train", "--dry-run"] + list(args))
+    result = run_cli("train", "--dry-run", *args)
     return result.exit_code, result.output
 
 
@@ -225,10 +221,8 @@ def test_fine_tune_from_keras_over_http(data, tmp_path):
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}/g.keras"
         env = dict(ENV, SG3KERAS_CACHE=str(tmp_path / "cache"))
-        r = subprocess.run([sys.executable, "-m", "sg3keras.cli", "train", "--outdir",
-                            str(tmp_path / "runs"), "--data", data["tiny16"], "--resume", url,
-                            "--kimg", "0.004"] + FT, cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=600)
+        r = run_cli_process("train", "--outdir", tmp_path / "runs", "--data", data["tiny16"],
+                            "--resume", url, "--kimg", "0.004", *FT, env=env, timeout=600)
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -3,18 +3,15 @@
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from helpers import run_cli_process
 from train_fixtures import tiny_options, write_tiny_dataset
 
 pytestmark = pytest.mark.slow   # Multi-process / fresh-process / subprocess: `make test` only.
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLI = [sys.executable, "-m", "sg3keras.cli"]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", SG3KERAS_CACHE_DIR="")
 
 
@@ -32,8 +29,7 @@ def network(tmp_path_factory):
 
 
 def _cli(args, env):
-    r = subprocess.run(CLI + args, cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=600)
+    r = run_cli_process(*args, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
 
@@ -68,8 +64,7 @@ def test_cli_fid_with_bundled_inception(network, tmp_path):
 
 
 def test_unknown_metric_is_a_clear_error(network):
-    r = subprocess.run(CLI + ["metrics", "--network", str(network), "--metrics", "fid1k"],
-                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    r = run_cli_process("metrics", "--network", network, "--metrics", "fid1k", env=ENV)
     assert r.returncode != 0 and "fid1k" in r.stderr
 
 

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from helpers import CLI
+
 pytestmark = pytest.mark.slow   # Multi-process / fresh-process / subprocess: `make test` only.
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,9 +96,8 @@ def network(tmp_path_factory):
 @pytest.mark.slow
 def test_cli_gpus_two_records_replicas_and_matches_one(network):
     def metrics(gpus):
-        r = _run([sys.executable, "-m", "sg3keras.cli", "metrics", "--network", str(network),
-                  "--metrics", "eqt50k_int", "--num-samples", "6", "--gpus", str(gpus),
-                  "--cpu-replicas"])
+        r = _run(CLI + ["metrics", "--network", str(network), "--metrics", "eqt50k_int",
+                        "--num-samples", "6", "--gpus", str(gpus), "--cpu-replicas"])
         (line,) = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
         return line
 

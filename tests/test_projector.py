@@ -21,6 +21,8 @@ from sg3keras.detectors import loading as detectors, vgg16
 from sg3keras.inference import projector as P
 from sg3keras.models import Generator
 
+from helpers import run_cli
+
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed (test extra)")
 TINY_WIDTHS = (4, 8, 8, 16, 16)
@@ -330,14 +332,7 @@ def test_project_errors(tiny_g):
 
 
 # ------------------------------------------------------------------------------------------------
-# Command line (in-process, click's CliRunner).
-
-def _cli(args):
-    from click.testing import CliRunner
-
-    from sg3keras.cli import main
-    return CliRunner().invoke(main, [str(a) for a in args])
-
+# Command line (in-process: run_cli, click's CliRunner).
 
 def _png(path):
     from PIL import Image
@@ -367,9 +362,9 @@ def test_cli_project_then_generate_projected_w(tmp_path, tiny_g, tiny_g2, family
     if video:
         pytest.importorskip("imageio_ffmpeg", reason="MP4 needs imageio-ffmpeg (sg3keras[video])")
     out = tmp_path / "out"
-    result = _cli(["project", "--network", net, "--target", tmp_path / "target.png",
-                   "--outdir", out, "--num-steps", 12, "--loss", "mse",
-                   "--save-video" if video else "--no-save-video"])
+    result = run_cli("project", "--network", net, "--target", tmp_path / "target.png",
+                     "--outdir", out, "--num-steps", 12, "--loss", "mse",
+                     "--save-video" if video else "--no-save-video")
     assert result.exit_code == 0, result.output
     assert "target target.png 24x20 -> center crop 20x20 -> Lanczos 16x16" in result.output
     expected = {"target.png", "proj.png", "projected_w.npz"} | ({"proj.mp4"} if video else set())
@@ -387,8 +382,8 @@ def test_cli_project_then_generate_projected_w(tmp_path, tiny_g, tiny_g2, family
         assert len(frames) == 12 and frames[0].shape == (16, 32, 3)
         err = np.abs(frames[-1][:, :16].astype(float) - _png(out / "target.png")).mean()
         assert err < 12, err                    # left half: the target (lossy H.264)
-    result = _cli(["generate", "--network", net, "--projected-w", out / "projected_w.npz",
-                   "--outdir", tmp_path / "gen", "--trunc", 0.7])
+    result = run_cli("generate", "--network", net, "--projected-w", out / "projected_w.npz",
+                     "--outdir", tmp_path / "gen", "--trunc", 0.7)
     assert result.exit_code == 0, result.output
     assert "--trunc is ignored" in result.output
     np.testing.assert_array_equal(_png(tmp_path / "gen" / "proj00.png"), _png(out / "proj.png"))
@@ -406,17 +401,17 @@ def test_cli_project_and_projected_w_errors(tmp_path, tiny_g):
     from PIL import Image
     Image.fromarray(np.zeros([16, 16, 3], np.uint8)).save(tmp_path / "t.png")
     base = ["project", "--outdir", tmp_path / "out", "--num-steps", 2, "--no-save-video"]
-    _one_line_error(_cli(base + ["--network", net, "--target", tmp_path / "notes.txt"]),
+    _one_line_error(run_cli(*base, "--network", net, "--target", tmp_path / "notes.txt"),
                     "notes.txt: not an image")
-    _one_line_error(_cli(base + ["--network", tmp_path / "cond.keras", "--target",
-                                 tmp_path / "t.png", "--loss", "mse"]), "--class is required")
+    _one_line_error(run_cli(*base, "--network", tmp_path / "cond.keras", "--target",
+                            tmp_path / "t.png", "--loss", "mse"), "--class is required")
     url = "http://127.0.0.1:9/vgg16.pkl"
-    _one_line_error(_cli(base + ["--network", net, "--target", tmp_path / "t.png",
-                                 "--vgg16", url]), url, "--loss mse")
+    _one_line_error(run_cli(*base, "--network", net, "--target", tmp_path / "t.png",
+                            "--vgg16", url), url, "--loss mse")
     assert not os.path.exists(tmp_path / "out" / "proj.png")
-    _one_line_error(_cli(["generate", "--network", net, "--outdir", tmp_path / "g"]),
+    _one_line_error(run_cli("generate", "--network", net, "--outdir", tmp_path / "g"),
                     "--seeds", "--projected-w")
     np.savez(tmp_path / "bad.npz", w=np.zeros([2, 3, 8], np.float32))
-    _one_line_error(_cli(["generate", "--network", net, "--outdir", tmp_path / "g",
-                          "--projected-w", tmp_path / "bad.npz"]),
+    _one_line_error(run_cli("generate", "--network", net, "--outdir", tmp_path / "g",
+                            "--projected-w", tmp_path / "bad.npz"),
                     f"expected [N, {tiny_g.num_ws}, 8]")

@@ -74,7 +74,8 @@ def _factories():
 
 def _registered():
     for mod in pkgutil.walk_packages(sg3keras.__path__, "sg3keras."):
-        if mod.name.endswith("__main__") or mod.name in ("sg3keras.cli", "sg3keras.demo"):
+        if mod.name.endswith("__main__") or mod.name in ("sg3keras.cli", "sg3keras.demo") or \
+                mod.name.startswith("sg3keras.cli."):
             continue
         importlib.import_module(mod.name)
     return sorted(k.split(">", 1)[1] for k in keras.saving.get_custom_objects()

@@ -9,16 +9,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
+from helpers import CLI, ROOT, run_cli_process
 from train_fixtures import tiny_gan_config, tiny_options, write_tiny_dataset
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLI = [sys.executable, "-m", "sg3keras.cli"]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
 
 
@@ -187,7 +185,7 @@ def _resume_gan(run_dir, data):
 
 
 def _cli_train(outdir, data, kimg, extra=(), resume=None, wait=True):
-    args = CLI + ["train"]
+    args = ["train"]
     if resume:
         args += ["--resume", resume, "--kimg", str(kimg)]
     else:
@@ -197,9 +195,9 @@ def _cli_train(outdir, data, kimg, extra=(), resume=None, wait=True):
                  "--tick", "0.008", "--snap", "2", "--no-fused-ops", "--deterministic"]
     args += list(extra)
     if not wait:
-        return subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+        return subprocess.Popen(CLI + args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
-    r = subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    r = run_cli_process(*args, env=ENV, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r.stdout
 
@@ -276,9 +274,8 @@ def test_snapshot_loads_and_generates(data, tmp_path):
     from sg3keras.training.loop import train
     run_dir = train(tiny_options(data=data, outdir=str(tmp_path), kimg=0.004, tick=0.004),
                     log=lambda s: None)
-    r = subprocess.run(CLI + ["generate", "--network", run_dir, "--seeds", "0-2", "--outdir",
-                              str(tmp_path / "gen")], cwd=ROOT, env=ENV, capture_output=True,
-                       text=True, timeout=300)
+    r = run_cli_process("generate", "--network", run_dir, "--seeds", "0-2", "--outdir",
+                        tmp_path / "gen", env=ENV)
     assert r.returncode == 0, r.stderr[-2000:]
     from PIL import Image
     for s in range(3):
@@ -289,13 +286,11 @@ def test_snapshot_loads_and_generates(data, tmp_path):
 def test_divergence_stops_and_keeps_last_good_checkpoint(data, tmp_path):
     """Through the CLI: a NaN/Inf loss ends the run with one clear line (no traceback), and
     whatever checkpoint was saved is finite."""
-    r = subprocess.run(CLI + ["train", "--outdir", str(tmp_path), "--cfg", "stylegan3-t",
-                              "--data", data, "--gpus", "1", "--batch", "4", "--gamma", "1",
-                              "--cbase", "256", "--cmax", "16", "--map-depth", "2",
-                              "--mbstd-group", "2", "--aug", "noaug", "--kimg", "0.016",
-                              "--tick", "0.004", "--glr", "1e38", "--dlr", "1e38",
-                              "--no-fused-ops"],
-                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    r = run_cli_process("train", "--outdir", tmp_path, "--cfg", "stylegan3-t", "--data", data,
+                        "--gpus", "1", "--batch", "4", "--gamma", "1", "--cbase", "256",
+                        "--cmax", "16", "--map-depth", "2", "--mbstd-group", "2", "--aug",
+                        "noaug", "--kimg", "0.016", "--tick", "0.004", "--glr", "1e38", "--dlr",
+                        "1e38", "--no-fused-ops", env=ENV, timeout=600)
     assert r.returncode == 1, r.stderr[-2000:]
     assert "NaN/Inf" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
     run_dir = glob.glob(str(tmp_path / "00000-*"))[0]
@@ -306,10 +301,9 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(data, tmp_path):
 
 
 def test_cli_dry_run_prints_resolved_config(data):
-    r = subprocess.run(CLI + ["train", "--outdir", "/nonexistent/never-created", "--cfg",
-                              "stylegan3-r", "--data", data, "--gpus", "1", "--batch", "32",
-                              "--gamma", "8.2", "--dry-run"], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True, timeout=300)
+    r = run_cli_process("train", "--outdir", "/nonexistent/never-created", "--cfg",
+                        "stylegan3-r", "--data", data, "--gpus", "1", "--batch", "32",
+                        "--gamma", "8.2", "--dry-run", env=ENV)
     assert r.returncode == 0, r.stderr[-2000:]
     cfg = json.loads(r.stdout)
     g = cfg["generator"]
@@ -323,29 +317,26 @@ def test_cli_dry_run_prints_resolved_config(data):
 
 @pytest.mark.slow
 def test_cli_batch_gpu_dry_run_and_errors(data):
-    base = CLI + ["train", "--outdir", "/nonexistent/never-created", "--cfg", "stylegan3-t",
-                  "--data", data, "--gpus", "1", "--batch", "8", "--gamma", "1", "--dry-run"]
-    r = subprocess.run(base + ["--batch-gpu", "4"], cwd=ROOT, env=ENV, capture_output=True,
-                       text=True, timeout=300)
+    base = ["train", "--outdir", "/nonexistent/never-created", "--cfg", "stylegan3-t",
+            "--data", data, "--gpus", "1", "--batch", "8", "--gamma", "1", "--dry-run"]
+    r = run_cli_process(*base, "--batch-gpu", "4", env=ENV)
     assert r.returncode == 0, r.stderr[-2000:]
     cfg = json.loads(r.stdout)
     assert cfg["train"]["batch_gpu"] == 4 and cfg["options"]["batch_gpu"] == 4
-    r = subprocess.run(base, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    r = run_cli_process(*base, env=ENV)
     assert r.returncode == 0 and json.loads(r.stdout)["train"]["batch_gpu"] == 8  # batch/gpus
-    r = subprocess.run(base + ["--batch-gpu", "3"], cwd=ROOT, env=ENV, capture_output=True,
-                       text=True, timeout=300)
+    r = run_cli_process(*base, "--batch-gpu", "3", env=ENV)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "--batch-gpu=3" in r.stderr and "--batch=8" in r.stderr, r.stderr[-2000:]
 
 
 @pytest.mark.slow
 def test_cli_train_errors(data, tmp_path):
-    r = subprocess.run(CLI + ["train", "--outdir", str(tmp_path), "--cfg", "stylegan3-t"],
-                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    r = run_cli_process("train", "--outdir", tmp_path, "--cfg", "stylegan3-t", env=ENV,
+                        timeout=120)
     assert r.returncode != 0 and "--data" in r.stderr and "--batch" in r.stderr
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"not a zip")
-    r = subprocess.run(CLI + ["train", "--outdir", str(tmp_path), "--cfg", "stylegan3-t",
-                              "--data", str(bad), "--gpus", "1", "--batch", "4", "--gamma", "1"],
-                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    r = run_cli_process("train", "--outdir", tmp_path, "--cfg", "stylegan3-t", "--data", bad,
+                        "--gpus", "1", "--batch", "4", "--gamma", "1", env=ENV, timeout=120)
     assert r.returncode != 0 and "bad.zip" in r.stderr

@@ -15,7 +15,6 @@ import os
 
 import numpy as np
 
-from sg3keras.metrics.equivariance import equivariance_terms, psnr_from_sums, rotation_matrix
 from sg3keras.tools._draw import (default_scale, display_range, heat_panel, panel,
                                   saved_transform, synthesize, vstack, write_panels, ws_from_seeds)
 from sg3keras.utils import save_png
@@ -39,6 +38,9 @@ def equivariance_case(G, ws, kind, param):
         dict ``orig``, ``img``, ``ref``, ``mask`` (``[N, H, W, C]`` float32), ``param`` as used
         by the metric (pixel-rounded shift, or radians), ``psnr`` (dB, peak 2, masked).
     """
+    # The metric's operators import TensorFlow: imported here, so that importing this module
+    # (the CLI reads its defaults) stays cheap.
+    from sg3keras.metrics.equivariance import equivariance_terms, psnr_from_sums, rotation_matrix
     res = int(G.img_resolution)
     eye = np.eye(3, dtype=np.float32)
     with saved_transform(G, "eqmap") as var:
