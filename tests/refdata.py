@@ -1,4 +1,4 @@
-"""Access to the golden fixtures copied from ../shared/reference into tests/reference.
+"""Access to the golden fixtures in tests/reference.
 
 The fixtures were produced by running the official PyTorch code (see tests/reference/README.md).
 Arrays are NCHW / PyTorch layout; use :func:`nchw_to_nhwc` when comparing with sg3keras outputs.

@@ -100,7 +100,7 @@ def test_layer_plot_and_table_stylegan3_t_1024(mpl, tmp_path):
     table = layers_plot.schedule_table(cfg)
     lines = table.strip().splitlines()
     assert len(lines) == 2 + 1 + 15            # header, rule, input, L0..L14
-    # Names / values from REFERENCE.md section 1.4 (stylegan3-t 1024 table).
+    # Names / values of the official stylegan3-t 1024 layer table.
     assert lines[3 + 7].startswith("L7_276_323") and "148->276" in lines[3 + 7]
     assert "[-6,-9,-6,-9]" in lines[3 + 7] and "50.797" in lines[3 + 7]
     assert lines[3 + 13].startswith("L13_1024_32") and "[-11,-12,-11,-12]" in lines[3 + 13]
