@@ -302,6 +302,8 @@ def train(opts: TrainOptions, strategy=None, log=print, given=None, deadline=Non
     from sg3keras.training import distribute
     given = given_options(opts) if given is None else set(given)
     opts, continuing, data_moved, finished = _plan(opts, given)
+    if deadline is not None and opts.workers > 1:
+        raise ValueError("a deadline needs one process: with --workers each would read its clock")
     if finished:
         log(f"Run {opts.resume} is finished: step {finished[0]} of {finished[1]} "
             f"({opts.kimg:g} kimg); give a larger --kimg to train it further")
