@@ -41,3 +41,15 @@ def nchw_to_nhwc(x):
 def nhwc_to_nchw(x):
     x = np.asarray(x)
     return np.transpose(x, (0, 3, 1, 2)) if x.ndim == 4 else x
+
+
+def layer_spec(config, index=None):
+    """The official layer schedule of ``config`` (e.g. ``"stylegan3-t-1024"``) from
+    ``specs/layer_specs.json``: the whole entry, or layer ``index``'s dict."""
+    spec = load_json("specs", "layer_specs")["configs"][config]
+    return spec if index is None else spec["layers"][index]
+
+
+def padding_text(layer):
+    """A layer's padding as the schedule table prints it: ``[x0,x1,y0,y1]``."""
+    return "[" + ",".join(str(int(v)) for v in layer["padding"]) + "]"

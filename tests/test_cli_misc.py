@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+from refdata import layer_spec, padding_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = [sys.executable, "-m", "sg3keras.cli"]
@@ -48,4 +49,5 @@ def test_dataset_command_writes_official_zip(tmp_path):
 
 def test_layers_command_prints_official_schedule(tmp_path):
     out = _run(["layers", "--cfg", "stylegan3-t", "--resolution", "1024"]).stdout
-    assert "L7_276_323" in out and "[-11,-12,-11,-12]" in out
+    assert layer_spec("stylegan3-t-1024", 7)["name"] in out
+    assert padding_text(layer_spec("stylegan3-t-1024", 13)) in out

@@ -75,6 +75,12 @@ def _listing(directory):
     return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
 
 
+def _files(directory):
+    """Every file under ``directory``, as paths relative to it."""
+    return sorted(os.path.relpath(os.path.join(root, f), directory)
+                  for root, _, files in os.walk(directory) for f in files)
+
+
 def test_catalogue_urls_are_well_formed():
     assert len(PRETRAINED) == 27
     sg3 = [n for n, p in PRETRAINED.items() if p.cfg != "stylegan2"]
@@ -115,6 +121,18 @@ def test_download_is_cached_and_reused(server, cache):
     assert _listing(os.path.dirname(path)) == ["net.pkl"]
 
 
+def test_cache_is_keyed_by_the_whole_url(server, cache):
+    """Two URLs that end in the same file name are two cache entries, each with its own body
+    (a cache keyed by the name alone returned the first file for the second URL)."""
+    _Handler.files["a/network.pkl"], _Handler.files["b/network.pkl"] = b"first", b"second"
+    urls = [server + "/ok/a/network.pkl", server + "/ok/b/network.pkl"]
+    paths = [download(u, log=lambda m: None) for u in urls]
+    assert [open(p, "rb").read() for p in paths] == [b"first", b"second"]
+    assert [os.path.basename(p) for p in paths] == ["network.pkl"] * 2   # readable names
+    assert [download(u, log=lambda m: None) for u in urls] == paths        # reused
+    assert _Handler.hits == ["/ok/a/network.pkl", "/ok/b/network.pkl"]
+
+
 def _umask():
     m = os.umask(0)
     os.umask(m)
@@ -151,7 +169,7 @@ def test_offline_names_say_where_to_put_the_file(cache):
         resolve_network_file("http://127.0.0.1:9/stylegan3-t-ffhq-1024x1024.pkl")
     msg = str(e.value)
     assert msg.startswith("--network http://127.0.0.1:9/") and "\n" not in msg
-    assert cached_file("http://x/stylegan3-t-ffhq-1024x1024.pkl", "networks") in msg
+    assert cached_file("http://127.0.0.1:9/stylegan3-t-ffhq-1024x1024.pkl", "networks") in msg
 
 
 def test_pretrained_name_uses_the_cache_without_network(cache):
@@ -178,8 +196,9 @@ def test_cli_generate_from_url_without_extension(server, cache, tmp_path):
                                        "--seeds", "0", "--outdir", str(out)])
     assert result.exit_code == 0, result.output
     assert _listing(out) == ["seed0000.png"]
-    assert _listing(cache_dir("networks")) == ["snapshot"]
+    kept = [os.path.relpath(cached_file(server + "/ok/snapshot", "networks"), cache_dir("networks"))]
+    assert _files(cache_dir("networks")) == kept
     result = CliRunner().invoke(main, ["generate", "--network", server + "/drop/blob",
                                        "--seeds", "0", "--outdir", str(out)])
     assert result.exit_code == 1 and "connection" in result.output
-    assert _listing(cache_dir("networks")) == ["snapshot"]
+    assert _files(cache_dir("networks")) == kept

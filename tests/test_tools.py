@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from refdata import layer_spec, padding_text
 from sg3keras.tools import eqmap, layers_plot, spectra, sticking, video
 
 
@@ -99,18 +100,23 @@ def test_layer_plot_and_table_stylegan3_t_1024(mpl, tmp_path):
     assert w > 300 and h > 200 and pixels.std() > 10
     table = layers_plot.schedule_table(cfg)
     lines = table.strip().splitlines()
-    assert len(lines) == 2 + 1 + 15            # header, rule, input, L0..L14
-    # Names / values of the official stylegan3-t 1024 layer table.
-    assert lines[3 + 7].startswith("L7_276_323") and "148->276" in lines[3 + 7]
-    assert "[-6,-9,-6,-9]" in lines[3 + 7] and "50.797" in lines[3 + 7]
-    assert lines[3 + 13].startswith("L13_1024_32") and "[-11,-12,-11,-12]" in lines[3 + 13]
+    spec = layer_spec("stylegan3-t-1024")
+    assert len(lines) == 3 + len(spec["layers"])              # header, rule, input, layers
+    # Names and values of the official schedule (tests/reference/specs/layer_specs.json).
+    for i in (7, 13):
+        ref, row = spec["layers"][i], lines[3 + i]
+        assert row.startswith(ref["name"]) and padding_text(ref) in row
+        assert f"{ref['in_size'][0]}->{ref['out_size'][0]}" in row
+        assert f"{ref['out_cutoff']:.3f}" in row
     assert "critical,torgb" in lines[-1]
 
 
 def test_layer_table_stylegan3_r_marks_radial():
     table = layers_plot.schedule_table("stylegan3-r")
-    rows = table.strip().splitlines()[3:]
-    assert all("radial" in r for r in rows[:12]) and not any("radial" in r for r in rows[12:])
+    rows = table.strip().splitlines()[3:]                     # after the input's row
+    radial = [layer["down_radial"] for layer in layer_spec("stylegan3-r-1024")["layers"]]
+    assert 0 < sum(radial) < len(radial) == len(rows)
+    assert ["radial" in r for r in rows] == radial
 
 
 # ------------------------------------------------------------------------------ spectra

@@ -43,11 +43,17 @@ def is_url(s):
 
 
 def cached_file(url, subdir="downloads"):
-    """Where :func:`download` keeps ``url``: ``<cache>/<subdir>/<file name of the URL>``."""
+    """Where :func:`download` keeps ``url``: ``<cache>/<subdir>/<key>/<file name of the URL>``.
+
+    ``key`` is the first 16 hex digits of the SHA-256 of the whole URL, so two URLs that end in
+    the same file name (``http://a/x/network.pkl``, ``http://a/y/network.pkl``) never share a
+    cache entry; the file keeps the URL's own name (its extension tells the file's kind).
+    """
+    key = hashlib.sha256(url.encode()).hexdigest()[:16]
     name = os.path.basename(urllib.parse.unquote(urllib.parse.urlparse(url).path))
     if not name or name in (".", ".."):
-        name = "download-" + hashlib.sha256(url.encode()).hexdigest()[:16]
-    return cache_dir(subdir, name)
+        name = "download"
+    return cache_dir(subdir, key, name)
 
 
 def _sha256(path):
@@ -169,3 +175,6 @@ def download(url, dest=None, *, sha256=None, progress=True, timeout=60.0, log=No
     finally:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if not os.path.exists(dest):            # a failed download leaves no empty folder
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
