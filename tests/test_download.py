@@ -1,4 +1,4 @@
-"""Pretrained catalogue and downloads over 127.0.0.1 (issue 15 items 1-2)."""
+"""Pretrained catalogue and downloads over 127.0.0.1."""
 
 import hashlib
 import http.server

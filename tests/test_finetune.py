@@ -1,5 +1,5 @@
-"""Fine-tuning (``train --resume <network>``) and a ``--resume RUN_DIR`` that never surprises
-(issue 15 items 3, 4 and 6), through the CLI."""
+"""Fine-tuning (``train --resume <network>``) and a ``--resume RUN_DIR`` that never surprises,
+through the CLI."""
 
 import functools
 import glob

@@ -1,4 +1,5 @@
-"""Fresh-initialisation statistics match the official init (REFERENCE.md §1.2, §1.5, §1.6, §3).
+"""Fresh-initialisation statistics match the official init (the initialisers of the official
+networks_stylegan3.py / networks_stylegan2.py layers: mapping, synthesis, ToRGB, discriminator).
 
 Parity tests load official weights, so they cannot see an initialiser bug; these tests can: every
 stored conv / FC weight is N(0, 1) * weight_init / lr_multiplier, and a fresh network keeps its

@@ -1,4 +1,4 @@
-"""Metrics from the CLI and from the training loop (issue 7, item 5)."""
+"""Metrics from the CLI and from the training loop."""
 
 import glob
 import json

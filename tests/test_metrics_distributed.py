@@ -1,4 +1,4 @@
-"""Metrics over the replicas of a tf.distribute strategy (issue 7: evaluation uses all replicas).
+"""Metrics over the replicas of a tf.distribute strategy (evaluation uses all replicas).
 
 A 2-replica MirroredStrategy on 2 logical CPUs must give the numbers of a single-replica run with
 the same seed (same samples, float rounding only), with uneven last batches, record

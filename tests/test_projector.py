@@ -92,7 +92,7 @@ def test_lpips_matches_torchscript(tmp_path, widths, size):
     np.testing.assert_allclose(ours_a, ref_a, rtol=0, atol=1e-4 * np.abs(ref_a).max())
     dist = ((ours_a.astype(np.float64) - ours_b) ** 2).sum(axis=1)
     print("lpips", dist, "torch", ref_dist)
-    np.testing.assert_allclose(dist, ref_dist, rtol=0, atol=1e-5)  # the issue: "within 1e-5"
+    np.testing.assert_allclose(dist, ref_dist, rtol=0, atol=1e-5)  # LPIPS agrees with torch to 1e-5
     assert np.all(ref_dist > 1e-3)                     # distinct images are apart
     same = np.asarray(model(a[:1].astype(np.float32)))
     assert float(((same - ours_a[:1]) ** 2).sum()) < 1e-10

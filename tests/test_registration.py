@@ -1,4 +1,4 @@
-"""``import sg3keras`` registers every serializable class with Keras, lazily (issue 15 item 5)."""
+"""``import sg3keras`` registers every serializable class with Keras, lazily."""
 
 import os
 import re

@@ -1,8 +1,8 @@
 """Training parity: recorded iterations of the official training loop, replayed through the
 trainer's own step (``sg3keras.training.replay``), and ``TorchAdam`` against ``torch.optim.Adam``.
 
-Every case folder under ``tests/reference/train/`` (and, when present, ``../shared/reference/
-train/``) is replayed and compared with its ``expected.npz`` using the case's recommended
+Every case folder under ``tests/reference/train/`` (and in an optional extra fixture folder beside
+the clone, when one is there: see ``_case_dirs``) is replayed and compared with its ``expected.npz`` using the case's recommended
 tolerances. Synthetic cases made here from the network fixtures exercise the parts of the case
 format the bundled case does not use (StyleGAN2 noise and path-length draws, a start mid-way
 through the -R blur fade and the EMA ramp-up) and the errors for broken cases.
@@ -24,6 +24,8 @@ ROOT = os.path.dirname(HERE)
 
 
 def _case_dirs():
+    """The bundled cases, then any further ones in an optional extra fixture folder beside the
+    clone (a machine that has one runs them too; nothing needs it)."""
     found = {}
     for base in (refdata.path("train"), os.path.join(ROOT, "..", "shared", "reference", "train")):
         if not os.path.isdir(base):
@@ -39,7 +41,7 @@ CASES = _case_dirs()
 
 
 def test_bundled_case_is_present():
-    assert "sg3t_32" in CASES, "tests/reference/train/sg3t_32 is missing (copy it from shared/)"
+    assert "sg3t_32" in CASES, "tests/reference/train/sg3t_32 is missing from the clone"
 
 
 @pytest.mark.slow

@@ -158,7 +158,7 @@ def test_batch_gpu_stylegan2_path_length_per_round():
 
 @pytest.mark.slow
 def test_ada_raises_p_and_resume_keeps_it(data, tmp_path):
-    """Issue 6: a tiny model on a small set sees p rise; a resumed run continues with that p."""
+    """ADA: a tiny model on a small set sees p rise; a resumed run continues with that p."""
     from sg3keras.training.checkpoint import latest_checkpoint
     from sg3keras.training.loop import train
     opts = tiny_options(data=data, outdir=str(tmp_path), aug="ada", ada_kimg=0.05, target=0.0,

@@ -282,7 +282,7 @@ def describe(opts: TrainOptions, given=None):
     return out
 
 
-def train(opts: TrainOptions, strategy=None, log=print, given=None):
+def train(opts: TrainOptions, strategy=None, log=print, given=None, deadline=None):
     """Run a training run; returns the run directory.
 
     ``opts.resume``: a run directory continues that run exactly (its options, with only
@@ -294,10 +294,16 @@ def train(opts: TrainOptions, strategy=None, log=print, given=None):
         given: names of the options the user set explicitly (default
             :func:`given_options`); decides what may override a resumed run's options and which
             flags may contradict a fine-tuned network's architecture.
+        deadline: a ``time.time()`` value; the run then also ends at the first tick end at or
+            after it (with a checkpoint and a snapshot there), whichever of it and ``kimg``
+            comes first. It is not stored with the run (a resumed run has none unless given).
+            For one process only: with ``--workers`` each would read its own clock.
     """
     from sg3keras.training import distribute
     given = given_options(opts) if given is None else set(given)
     opts, continuing, data_moved, finished = _plan(opts, given)
+    if deadline is not None and opts.workers > 1:
+        raise ValueError("a deadline needs one process: with --workers each would read its clock")
     if finished:
         log(f"Run {opts.resume} is finished: step {finished[0]} of {finished[1]} "
             f"({opts.kimg:g} kimg); give a larger --kimg to train it further")
@@ -355,9 +361,10 @@ def train(opts: TrainOptions, strategy=None, log=print, given=None):
         raise ValueError(f"checkpoint step {start_step} is not at a tick boundary "
                          f"({steps_per_tick} steps per tick)")
     callback = TickCallback(gan, run_dir, opts, cfg, chief=chief, log=log,
-                            start_time_offset=(resume_meta or {}).get("total_sec", 0.0))
+                            start_time_offset=(resume_meta or {}).get("total_sec", 0.0),
+                            deadline=deadline)
     gan.fit(tf_ds, epochs=cfg["num_ticks"], initial_epoch=start_step // steps_per_tick,
-            steps_per_epoch=steps_per_tick, verbose=0,
+            steps_per_epoch=steps_per_tick, verbose=0, shuffle=False,   # tf_ds shuffles
             callbacks=[distribute.StartedCallback(), distribute.WorkerWatchdog(), callback])
     if callback.error is not None:
         raise callback.error
@@ -432,12 +439,13 @@ class TickCallback(keras.callbacks.Callback):
     """Progress line, TensorBoard, NaN guard, checkpoints and snapshots at tick ends."""
 
     def __init__(self, gan, run_dir, opts, cfg, chief=True, log=print,
-                 start_time_offset=0.0):
+                 start_time_offset=0.0, deadline=None):
         super().__init__()
         import tensorflow as tf
         self.gan, self.run_dir, self.opts, self.cfg = gan, run_dir, opts, cfg
         self.chief, self.log = chief, log
         self.error = None
+        self.deadline = deadline
         self.start_offset = float(start_time_offset)
         self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs")) \
             if chief else None
@@ -487,7 +495,9 @@ class TickCallback(keras.callbacks.Callback):
         meta = dict(step=int(self.gan.step.numpy()), tick=tick, kimg=kimg, nimg=nimg,
                     total_sec=timing["total_sec"], augment_p=logs.get("augment_p", 0.0))
         snapshot = bool(self.opts.snap) and tick % self.opts.snap == 0
-        snapshot = snapshot or meta["step"] >= self.cfg["total_steps"]
+        final = meta["step"] >= self.cfg["total_steps"]
+        out_of_time = self.deadline is not None and now >= self.deadline and not final
+        snapshot = snapshot or final or out_of_time
         if self.chief:
             try:
                 save_checkpoint(self.run_dir, self.gan, meta)
@@ -500,6 +510,9 @@ class TickCallback(keras.callbacks.Callback):
                 save_keras_atomic(self.gan.G_ema, path)
                 self.log(f"snapshot {path}")
                 self._run_metrics(path, kimg, nimg)
+        if out_of_time:
+            self.log(f"Time limit reached at tick {tick} (kimg {kimg:.3f}); stopping")
+            self.model.stop_training = True
         self.tick_start = time.time()
         self.nimg_start = nimg
 
