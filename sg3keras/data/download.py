@@ -95,6 +95,19 @@ class _Progress:
             self._draw(end="\n")
 
 
+def _temp_beside(dest, url):
+    """A new temporary file (fd, path) in ``dest``'s folder, made if needed."""
+    directory = os.path.dirname(os.path.abspath(dest))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        return tempfile.mkstemp(prefix="." + os.path.basename(dest) + ".", suffix=".part",
+                                dir=directory)
+    except OSError as e:
+        raise DownloadError(f"cannot write the download cache {directory} for {url}: "
+                            f"{e.strerror or e} (set $SG3KERAS_CACHE to a writable directory)"
+                            ) from None
+
+
 def download(url, dest=None, *, sha256=None, progress=True, timeout=60.0, log=None):
     """Return a local path holding ``url``'s body, downloading it into the cache if needed.
 
@@ -120,14 +133,7 @@ def download(url, dest=None, *, sha256=None, progress=True, timeout=60.0, log=No
         raise DownloadError(f"{dest}: the cached copy of {url} has the wrong SHA-256 (expected "
                             f"{sha256}); delete it and run again")
     directory = os.path.dirname(os.path.abspath(dest))
-    try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dest) + ".", suffix=".part",
-                                   dir=directory)
-    except OSError as e:
-        raise DownloadError(f"cannot write the download cache {directory} for {url}: "
-                            f"{e.strerror or e} (set $SG3KERAS_CACHE to a writable directory)"
-                            ) from None
+    fd, tmp = _temp_beside(dest, url)
     received = 0
     try:
         with os.fdopen(fd, "wb") as f:

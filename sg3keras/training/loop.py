@@ -326,18 +326,7 @@ def train(opts: TrainOptions, strategy=None, log=print, given=None, deadline=Non
         init = load_init_networks(opts.resume, log=log)
     opts, dataset, cfg, cfg_name = _prepare(opts, given, init, continuing, data_moved)
     chief = distribute.is_chief(strategy)
-    if continuing:
-        run_dir = opts.resume
-        if chief:      # A new length or dataset place is the run's from now on.
-            _write_options(run_dir, opts)
-    else:
-        run_dir = _run_dir(opts, dataset.name, cfg_name) if chief else distribute.scratch_dir()
-        if chief:
-            _write_options(run_dir, opts)
-            atomic_write_json(os.path.join(run_dir, RUN_INFO), dict(
-                dataset=_dataset_summary(dataset), init=None if init is None else dict(
-                    source=str(opts.resume), generator=cfg["generator"].to_dict(),
-                    discriminator=cfg["discriminator"].to_dict(), D=init["D"] is not None)))
+    run_dir = _open_run_dir(opts, dataset, cfg, cfg_name, init, continuing, chief)
     gan = build_gan(cfg, dataset, strategy, seed=opts.seed,
                     impl="fast" if opts.fused_ops else "ref", init=init)
     start_step, resume_meta = 0, None
@@ -368,6 +357,25 @@ def train(opts: TrainOptions, strategy=None, log=print, given=None, deadline=Non
             callbacks=[distribute.StartedCallback(), distribute.WorkerWatchdog(), callback])
     if callback.error is not None:
         raise callback.error
+    return run_dir
+
+
+def _open_run_dir(opts, dataset, cfg, cfg_name, init, continuing, chief):
+    """The run directory: the resumed one, a new numbered one (the chief), or a scratch folder
+    (other workers). The chief writes the options (a resumed run's new length or dataset place
+    is the run's from now on) and, for a new run, its run info."""
+    from sg3keras.training import distribute
+    if continuing:
+        run_dir = opts.resume
+    else:
+        run_dir = _run_dir(opts, dataset.name, cfg_name) if chief else distribute.scratch_dir()
+    if chief:
+        _write_options(run_dir, opts)
+    if chief and not continuing:
+        atomic_write_json(os.path.join(run_dir, RUN_INFO), dict(
+            dataset=_dataset_summary(dataset), init=None if init is None else dict(
+                source=str(opts.resume), generator=cfg["generator"].to_dict(),
+                discriminator=cfg["discriminator"].to_dict(), D=init["D"] is not None)))
     return run_dir
 
 
