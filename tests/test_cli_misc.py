@@ -47,6 +47,20 @@ def test_layers_command_prints_official_schedule(tmp_path):
     assert padding_text(layer_spec("stylegan3-t-1024", 13)) in out
 
 
+def test_layers_and_dataset_print_no_tensorflow_start_up_lines(tmp_path):
+    """As a user runs them (no TF_CPP_MIN_LOG_LEVEL of their own): stderr stays empty."""
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    r = run_cli_process("layers", "--cfg", "stylegan3-t", "--resolution", "16", env=env)
+    assert r.returncode == 0 and r.stderr == "", r.stderr[-2000:]
+    from PIL import Image
+    (tmp_path / "src").mkdir()
+    Image.new("RGB", (16, 16)).save(tmp_path / "src" / "a.png")
+    r = run_cli_process("dataset", "--source", tmp_path / "src", "--dest", tmp_path / "d.zip",
+                        env=env)
+    assert r.returncode == 0 and r.stderr == "", r.stderr[-2000:]
+
+
 def test_cli_import_is_light():
     """``sg3keras --help`` stays instant: the commands read the picture tools' defaults from
     the tool functions, so importing the CLI imports the tool modules, never TensorFlow."""
