@@ -49,11 +49,14 @@ def cached_file(url, subdir="downloads"):
     the same file name (``http://a/x/network.pkl``, ``http://a/y/network.pkl``) never share a
     cache entry; the file keeps the URL's own name (its extension tells the file's kind).
     """
-    key = hashlib.sha256(url.encode()).hexdigest()[:16]
     name = os.path.basename(urllib.parse.unquote(urllib.parse.urlparse(url).path))
     if not name or name in (".", ".."):
         name = "download"
-    return cache_dir(subdir, key, name)
+    return cache_dir(subdir, _url_key(url), name)
+
+
+def _url_key(url):
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 def _sha256(path):
@@ -181,6 +184,6 @@ def download(url, dest=None, *, sha256=None, progress=True, timeout=60.0, log=No
     finally:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        if not os.path.exists(dest):            # a failed download leaves no empty folder
-            with contextlib.suppress(OSError):
+        if not os.path.exists(dest) and os.path.basename(directory) == _url_key(url):
+            with contextlib.suppress(OSError):  # a failed download leaves no empty URL folder
                 os.rmdir(directory)

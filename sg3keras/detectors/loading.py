@@ -496,8 +496,8 @@ def vgg16_lpips_file(source=None, detector_dir=None, log=None):
     Args:
         source: a file, a directory holding ``vgg16.pkl`` / ``vgg16.pt``, an ``http(s)://`` URL
             (downloaded into the cache), or None: the detector search path of
-            :func:`find_detector_file`, then ``<cache>/detectors/vgg16.pkl``
-            (:func:`sg3keras.data.download.cached_file`), then a download from NVIDIA's URL.
+            :func:`find_detector_file` (which includes ``<cache>/detectors/vgg16.pkl``), then a
+            download from NVIDIA's URL to that place.
         detector_dir: extra directory searched first when ``source`` is None.
         log: ``callable(str)`` told about a download.
 
@@ -516,8 +516,10 @@ def vgg16_lpips_file(source=None, detector_dir=None, log=None):
             return find_detector_file("vgg16", detector_dir)
         except DetectorNotFoundError:
             pass
+    # NVIDIA's file goes where the search path looks (<cache>/detectors/vgg16.pkl); another
+    # URL gets its own folder of the download cache.
+    dest = cached_file(source, "detectors") if source else os.path.join(_cache_dir(), "vgg16.pkl")
     url = source or url
-    dest = cached_file(url, "detectors")
     try:
         return download(url, dest, log=log)
     except DownloadError as err:
