@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from sg3keras.config import TrainOptions, resolve_preset
+from sg3keras.training import run_status
 from sg3keras.utils import (atomic_write_json, format_time, make_grid, save_keras_atomic, save_png,
                             to_uint8)
 
@@ -282,6 +283,7 @@ def describe(opts: TrainOptions, given=None):
     return out
 
 
+@run_status.tracked
 def train(opts: TrainOptions, strategy=None, log=print, given=None, deadline=None):
     """Run a training run; returns the run directory.
 
@@ -327,6 +329,7 @@ def train(opts: TrainOptions, strategy=None, log=print, given=None, deadline=Non
     opts, dataset, cfg, cfg_name = _prepare(opts, given, init, continuing, data_moved)
     chief = distribute.is_chief(strategy)
     run_dir = _open_run_dir(opts, dataset, cfg, cfg_name, init, continuing, chief)
+    run_status.started(run_dir, chief, cfg["total_steps"])
     gan = build_gan(cfg, dataset, strategy, seed=opts.seed,
                     impl="fast" if opts.fused_ops else "ref", init=init)
     start_step, resume_meta = 0, None
@@ -354,7 +357,8 @@ def train(opts: TrainOptions, strategy=None, log=print, given=None, deadline=Non
                             deadline=deadline)
     gan.fit(tf_ds, epochs=cfg["num_ticks"], initial_epoch=start_step // steps_per_tick,
             steps_per_epoch=steps_per_tick, verbose=0, shuffle=False,   # tf_ds shuffles
-            callbacks=[distribute.StartedCallback(), distribute.WorkerWatchdog(), callback])
+            callbacks=[distribute.StartedCallback(), distribute.WorkerWatchdog(), callback,
+                       run_status.StatusCallback(gan)])
     if callback.error is not None:
         raise callback.error
     return run_dir
