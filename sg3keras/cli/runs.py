@@ -12,10 +12,10 @@ from sg3keras.cli._app import main
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON list of runs (one object each) instead of the table")
 def runs(outdir, as_json):
-    """List the training runs in OUTDIR (the --outdir of `sg3keras train`): config, dataset,
-    kimg done / total, last tick, sec/kimg, ETA, state (running, finished, error, resumable,
-    stopped), the latest metrics and the best snapshot by the first metric. A damaged file of
-    a run is named on stderr; the rest is listed."""
+    """List the training runs in OUTDIR (default: runs; the --outdir of `sg3keras train`):
+    config, dataset, kimg done / total, last tick, sec/kimg, ETA, state (running, finished,
+    error, resumable, stopped), the latest metrics and the best snapshot by the first metric.
+    A damaged file of a run is named on stderr; the rest is listed."""
     import time
 
     from sg3keras.tools.runs_table import format_table, list_runs
