@@ -229,7 +229,9 @@ def test_fine_tune_from_keras_over_http(data, tmp_path):
         httpd.server_close()
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "D is freshly initialised" in r.stdout
-    assert os.listdir(tmp_path / "cache" / "networks") == ["g.keras"]
+    # The cache keys by the whole URL: <cache>/networks/<16 hex digits>/g.keras.
+    assert [os.path.basename(p) for p in glob.glob(str(tmp_path / "cache" / "networks" / "*" /
+                                                       "*"))] == ["g.keras"]
     run = glob.glob(str(tmp_path / "runs" / "*"))[0]
     G = load_network(str(served / "g.keras"))
     z = np.random.RandomState(123).randn(16, G.z_dim).astype(np.float32)

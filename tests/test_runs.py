@@ -205,3 +205,44 @@ def test_real_tiny_fine_tuning_run_is_listed(tmp_path):
     (listed,) = json.loads(run_cli("runs", "--json", out).stdout)
     assert listed["state"] == "finished" and listed["kimg"] == listed["kimg_total"] == 0.004
     assert t0 - 600 < listed["last_tick"] <= t0 and listed["resumed_from"] == PKL
+
+
+@pytest.mark.slow
+def test_real_runs_that_fail_and_that_are_killed(tmp_path):
+    """A run whose losses become NaN leaves status "error" with the message; a SIGKILLed run
+    with a checkpoint is resumable."""
+    import signal
+
+    from train_fixtures import write_tiny_dataset
+    data = write_tiny_dataset(tmp_path / "tiny16.zip", n=8)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    common = ["train", "--cfg", "stylegan3-t", "--data", str(data), "--gpus", "1", "--batch", "4",
+              "--gamma", "1", "--cbase", "256", "--cmax", "16", "--map-depth", "2",
+              "--mbstd-group", "2", "--aug", "noaug", "--tick", "0.004", "--snap", "100",
+              "--no-fused-ops"]
+    r = run_cli_process(*common, "--outdir", tmp_path / "bad", "--kimg", "0.008", "--glr",
+                        "1e38", "--dlr", "1e38", env=env, timeout=600)
+    assert r.returncode == 1 and "NaN/Inf" in r.stderr, r.stderr[-2000:]
+    (bad,) = json.loads(run_cli("runs", "--json", tmp_path / "bad").stdout)
+    assert bad["state"] == "error", bad
+    assert bad["message"].startswith("TrainingDivergedError: ") and "NaN/Inf" in bad["message"]
+
+    proc = subprocess.Popen([sys.executable, "-m", "sg3keras.cli", *common, "--outdir",
+                             str(tmp_path / "killed"), "--kimg", "0.4"], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 500
+        while time.time() < deadline and proc.poll() is None:
+            listed = (json.loads(run_cli("runs", "--json", tmp_path / "killed").stdout)
+                      if (tmp_path / "killed").exists() and any(
+                          (tmp_path / "killed").glob("*/checkpoints/latest.json")) else [])
+            if listed:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before it could be listed running"
+        assert listed[0]["state"] == "running" and listed[0]["eta_sec"] > 0, listed
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    (killed,) = json.loads(run_cli("runs", "--json", tmp_path / "killed").stdout)
+    assert killed["state"] == "resumable" and killed["kimg"] < killed["kimg_total"] == 0.4
