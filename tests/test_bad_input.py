@@ -410,6 +410,17 @@ ROWS = [
      ["--output", "rgb", "is a directory"]),
     ("layers-output-parent-is-a-file", "layers --output {D}/afile.txt/l.png",
      ["--output", "afile.txt", "expected a directory"]),
+    # --- runs
+    ("runs-outdir-missing", "runs {D}/nope", ["OUTDIR {D}/nope", "no such directory"]),
+    ("runs-outdir-is-a-file", "runs {D}/afile.txt", ["afile.txt", "expected a directory"]),
+    ("runs-outdir-without-runs", "runs --json {D}/rgb",
+     ["{D}/rgb", "no training runs", "training_options.json"]),
+    # --- pretrained
+    ("pretrained-unknown-name", "pretrained stylegan3-r-afhqv2-512",
+     ["Error: stylegan3-r-afhqv2-512 is not a pretrained network name",
+      "did you mean stylegan3-r-afhqv2-512x512"]),
+    ("pretrained-not-a-name", "pretrained {D}/afile.txt",
+     ["Error: {D}/afile.txt is not a pretrained network name", "`sg3keras pretrained` lists"]),
 ]
 
 

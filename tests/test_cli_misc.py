@@ -17,7 +17,7 @@ def _run(args, ok=True):
 def test_help_lists_every_command():
     out = _run(["--help"]).stdout
     for cmd in ["convert", "generate", "dataset", "train", "metrics", "export", "video",
-                "sticking", "eqmap", "spectra", "layers", "demo"]:
+                "sticking", "eqmap", "spectra", "layers", "demo", "runs", "pretrained"]:
         assert cmd in out, cmd
 
 
@@ -94,3 +94,19 @@ def test_reported_errors_are_their_own_message(tmp_path, monkeypatch):
     # Classes, or dotted names of classes in modules that import TensorFlow.
     assert _is_one_of(FileNotFoundError("x"), ("builtins.OSError",))
     assert not _is_one_of(KeyError("x"), (RuntimeError, "builtins.ValueError"))
+
+
+def test_pretrained_list_and_runs_import_no_tensorflow(tmp_path):
+    """The static catalogue (and the run listing) print without TensorFlow's ~30 s import."""
+    code = ("import sys; from sg3keras.cli import main\n"
+            "for args in (['pretrained'], ['runs', sys.argv[1]]):\n"
+            "    try: main(args)\n"
+            "    except SystemExit: pass\n"
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules, file=sys.stderr)")
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                       text=True, cwd=ROOT, timeout=300)
+    assert "stylegan3-r-afhqv2-512x512" in r.stdout, r.stdout + r.stderr
+    assert r.stderr.splitlines()[-1] == "False False", r.stderr
+    assert "no training runs" in r.stderr

@@ -1,6 +1,7 @@
 """Fine-tuning (``train --resume <network>``) and a ``--resume RUN_DIR`` that never surprises,
 through the CLI."""
 
+import dataclasses
 import functools
 import glob
 import http.server
@@ -228,9 +229,83 @@ def test_fine_tune_from_keras_over_http(data, tmp_path):
         httpd.server_close()
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "D is freshly initialised" in r.stdout
-    assert os.listdir(tmp_path / "cache" / "networks") == ["g.keras"]
+    # The cache keys by the whole URL: <cache>/networks/<16 hex digits>/g.keras.
+    assert [os.path.basename(p) for p in glob.glob(str(tmp_path / "cache" / "networks" / "*" /
+                                                       "*"))] == ["g.keras"]
     run = glob.glob(str(tmp_path / "runs" / "*"))[0]
     G = load_network(str(served / "g.keras"))
     z = np.random.RandomState(123).randn(16, G.z_dim).astype(np.float32)
     got = _tiles(os.path.join(run, "fakes_init.png"), 16, 16)
     assert np.abs(got.astype(int) - to_uint8(np.asarray(G(z)))).max() <= 1
+
+
+# ------------------------------------------------------------------------------------------
+# What a fine-tuned run records, and --resume RUN_DIR with the command line typed again
+
+def test_fine_tune_records_the_networks_architecture_and_source(data, tmp_path, monkeypatch):
+    """Not the defaults of the flags left out (cbase 32768, cmax 512) but the pickle's 256 / 16,
+    and where it came from (an absolute path)."""
+    monkeypatch.chdir(os.path.dirname(PKL))
+    code, out = _dry(["--outdir", str(tmp_path), "--data", data["tiny16"], "--resume",
+                      os.path.basename(PKL)] + FT)
+    assert code == 0, out
+    o = json.loads(out)["options"]
+    assert (o["cfg"], o["cbase"], o["cmax"], o["map_depth"], o["resume"]) == (
+        "stylegan3-t", 256, 16, 2, PKL)
+
+
+def test_continuing_a_fine_tuned_run_keeps_its_source(tmp_path):
+    from sg3keras.training.loop import TrainOptions, _write_options
+    run = tmp_path / "00000-ft"
+    run.mkdir()
+    opts = TrainOptions(outdir=str(tmp_path), data="d.zip", cfg="stylegan3-t", gpus=1, batch=4,
+                        gamma=1.0, cbase=256, cmax=16, resume=PKL)
+    _write_options(str(run), opts)
+    _write_options(str(run), dataclasses.replace(opts, resume=str(run), kimg=2.0))
+    stored = json.load(open(run / "training_options.json"))
+    assert stored["resume"] == PKL and stored["kimg"] == 2.0
+
+
+def test_explicit_cond_0_on_a_conditional_network_is_refused(data, tmp_path):
+    from sg3keras.models import Generator
+    net = tmp_path / "G16c.keras"
+    Generator.from_preset("stylegan3-t", img_resolution=16, c_dim=3, channel_base=256,
+                          channel_max=16, z_dim=16, w_dim=16, impl="ref").save(net)
+    out = tmp_path / "runs"
+    code, text = _dry(["--outdir", str(out), "--data", data["labels16"], "--resume", str(net),
+                       "--cond", "0"] + FT)
+    assert code == 1 and text.count("\n") == 1, text
+    assert "--cond=False, but --resume" in text and "is conditional (3 classes)" in text, text
+    assert not out.exists()
+
+
+def test_resume_run_dir_with_the_same_command_line_again(data, tmp_path, monkeypatch):
+    """`--outdir runs` (relative) against the stored absolute path, `--gamma 1` against 1.0, the
+    dataset by another relative path: the same run, continued; a real change is refused."""
+    from sg3keras.training.loop import TrainOptions, _write_options
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(data["tiny16"], "tiny16.zip")
+    run = tmp_path / "runs" / "00000-stylegan3-t-tiny16-gpus1-batch4-gamma1"
+    run.mkdir(parents=True)
+    _write_options(str(run), TrainOptions(outdir="runs", data="tiny16.zip", cfg="stylegan3-t",
+                                          gpus=1, batch=4, gamma=1.0, mirror=True, kimg=1.0))
+    typed = ["--outdir", "runs", "--cfg", "stylegan3-t", "--data", "./tiny16.zip", "--gpus", "1",
+             "--batch", "4", "--gamma", "1", "--mirror", "1", "--batch-gpu", "4",
+             "--resume", os.path.relpath(run)]
+    code, out = _dry(typed)
+    assert code == 0, out
+    d = json.loads(out)
+    assert d["resume"] == "continue" and d["options"]["outdir"] == str(tmp_path / "runs")
+    code, out = _dry(typed + ["--gamma", "2", "--outdir", "elsewhere"])
+    assert code == 1 and "--gamma=2.0 (the run's: 1.0)" in out, out
+    assert "--outdir=elsewhere (the run's: " in out and "--cfg" not in out, out
+
+
+def test_train_help_says_when_each_flag_is_required():
+    r = run_cli("train", "--help")
+    text = " ".join(r.output.split())
+    assert "[required]" not in text
+    for flag in ("--outdir", "--data", "--gpus", "--batch", "--gamma"):
+        assert f"{flag} " in text
+    assert text.count("[required unless --resume RUN_DIR]") == 5, text
+    assert "[required unless --resume: a run directory or a network has its own]" in text

@@ -1,5 +1,6 @@
 """Commands that prepare files: dataset (official dataset_tool.py), convert, pretrained."""
 
+import difflib
 import json
 
 import click
@@ -40,11 +41,14 @@ def pretrained(names):
         for name, cfg, res, url, path in list_pretrained():
             click.echo(f"{name:32s} {cfg:12s} {res:5d}  {'cached' if path else url}")
         return
+    known = {row[0] for row in list_pretrained()}
     for name in names:
-        if name not in {row[0] for row in list_pretrained()}:
-            raise UserError(f"NAMES: {name!r} is not a pretrained network name (run "
-                            "`sg3keras pretrained` for the list)")
-        click.echo(resolve_network_file(name, flag="NAMES"))
+        if name.removesuffix(".pkl") not in known:
+            close = difflib.get_close_matches(name.removesuffix(".pkl"), known, n=3)
+            hint = f"did you mean {' or '.join(close)}? " if close else ""
+            raise UserError(f"{name} is not a pretrained network name ({hint}`sg3keras "
+                            "pretrained` lists them)")
+        click.echo(resolve_network_file(name, flag="pretrained"))
 
 
 @main.command()

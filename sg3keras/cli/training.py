@@ -10,6 +10,10 @@ from sg3keras.cli.options import check_output, given as _given, outdir_option, s
 from sg3keras.config import PRESETS, TrainOptions
 
 
+# Checked in train() (a run directory has its own; fine-tuning needs all but --cfg).
+_REQUIRED = "[required unless --resume RUN_DIR]"
+
+
 def _TRAIN(name):
     """Default of a ``train`` flag: the :class:`TrainOptions` field, itself from the presets."""
     return TrainOptions.__dataclass_fields__[name].default
@@ -18,12 +22,14 @@ def _TRAIN(name):
 @main.command(reports=(OSError, "sg3keras.training.loop.TrainingDivergedError",
                        "sg3keras.training.distribute.PeerFailureError",
                        "sg3keras.training.checkpoint.CheckpointError"))
-@outdir_option("[required] Where runs go", required=False)
-@click.option("--cfg", type=click.Choice(sorted(PRESETS)), help="[required] Base configuration")
-@click.option("--data", type=click.Path(exists=True), help="[required] Dataset zip or folder")
-@click.option("--gpus", type=click.IntRange(min=1), help="[required] Number of GPUs/replicas")
-@click.option("--batch", type=click.IntRange(min=1), help="[required] Total batch size")
-@click.option("--gamma", type=click.FloatRange(min=0), help="[required] R1 weight")
+@outdir_option(_REQUIRED + " Where runs go", required=False)
+@click.option("--cfg", type=click.Choice(sorted(PRESETS)),
+              help="[required unless --resume: a run directory or a network has its own] Base "
+                   "configuration")
+@click.option("--data", type=click.Path(exists=True), help=_REQUIRED + " Dataset zip or folder")
+@click.option("--gpus", type=click.IntRange(min=1), help=_REQUIRED + " Number of GPUs/replicas")
+@click.option("--batch", type=click.IntRange(min=1), help=_REQUIRED + " Total batch size")
+@click.option("--gamma", type=click.FloatRange(min=0), help=_REQUIRED + " R1 weight")
 @click.option("--workers", type=click.IntRange(min=1), default=_TRAIN("workers"), show_default=True,
               help="Worker processes (MultiWorkerMirroredStrategy, one TF_CONFIG each)")
 @click.option("--batch-gpu", type=click.IntRange(min=1), default=None,

@@ -15,11 +15,12 @@ only a generator: G and G_ema start from it and D is freshly initialised (logged
 """
 
 import dataclasses
+import os
 
 from ..config import PRESETS
 
 __all__ = ["load_init_networks", "cfg_name_of", "check_compatible", "init_architecture",
-           "copy_weights", "FINETUNE_OVERRIDES"]
+           "copy_weights", "recorded_options", "same_option", "FINETUNE_OVERRIDES"]
 
 # train.py --resume: ada_kimg=100, ema_rampup=None, blur_init_sigma=0.
 FINETUNE_OVERRIDES = dict(ada_kimg=100.0, ema_rampup=None, blur_init_sigma=0.0)
@@ -80,6 +81,9 @@ def check_compatible(nets, opts, given, dataset):
                          f"--resume {ref} makes {g.img_channels}-channel images")
     if g.c_dim == 0 and opts.cond:
         raise ValueError(f"--cond=True, but --resume {ref} is unconditional (c_dim 0)")
+    if g.c_dim > 0 and "cond" in given and not opts.cond:
+        raise ValueError(f"--cond=False, but --resume {ref} is conditional ({g.c_dim} classes); "
+                         "leave --cond out to fine-tune it")
     if g.c_dim > 0:
         if not dataset.has_labels:
             raise ValueError(f"--resume {ref} is conditional ({g.c_dim} classes), but --data "
@@ -87,6 +91,35 @@ def check_compatible(nets, opts, given, dataset):
         if dataset.label_dim != g.c_dim:
             raise ValueError(f"--data {opts.data}: labels of {dataset.label_dim} classes, but "
                              f"--resume {ref} is conditional on {g.c_dim}")
+
+
+def recorded_options(nets):
+    """The options a fine-tuned run records (and builds a fresh D with): ``X``'s architecture in
+    flag terms (not the defaults of flags left out) and ``X`` itself, as an absolute path when it
+    is a local file."""
+    ref = str(nets["source"])
+    if os.path.exists(os.path.expanduser(ref)):
+        ref = os.path.abspath(os.path.expanduser(ref))
+    return dict(_arch_values(nets), resume=ref)
+
+
+def _resolved_path(p):
+    return os.path.realpath(os.path.expanduser(p)) if isinstance(p, str) and p else p
+
+
+def same_option(name, opts, stored):
+    """Whether option ``name`` has the same value in ``opts`` (typed again) as in ``stored`` (a
+    run's record): paths resolved, numbers by value, ``--batch-gpu`` against its derived
+    default."""
+    a, b = getattr(opts, name), getattr(stored, name)
+    if name in ("outdir", "data", "resume"):
+        return _resolved_path(a) == _resolved_path(b)
+    if name == "batch_gpu":
+        replicas = stored.gpus * stored.workers
+        a, b = (stored.batch // replicas if v is None else v for v in (a, b))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return a == b
 
 
 def init_architecture(nets, cfg, opts):

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from sg3keras.config import TrainOptions, resolve_preset
+from sg3keras.training import run_status
 from sg3keras.utils import (atomic_write_json, format_time, make_grid, save_keras_atomic, save_png,
                             to_uint8)
 
@@ -111,8 +112,8 @@ def _options_from_json(d):
 
 def _write_options(run_dir, opts):
     """``training_options.json`` with absolute paths (so the run resumes from any directory);
-    ``resume`` is kept only when it names the network the run was fine-tuned from."""
-    resume = None if is_run_dir(opts.resume) else opts.resume
+    ``resume`` is the network the run was fine-tuned from (kept when the run is continued)."""
+    resume = _stored_options(opts.resume).resume if is_run_dir(opts.resume) else opts.resume
     atomic_write_json(os.path.join(run_dir, "training_options.json"), _options_to_json(
         dataclasses.replace(opts, data=os.path.abspath(os.path.expanduser(opts.data)),
                             outdir=os.path.abspath(opts.outdir), resume=resume)))
@@ -136,13 +137,19 @@ CONTINUE_OPTIONS = ("resume", "kimg", "data", "gpus", "workers", "cpu_replicas",
 RUN_INFO = "run_info.json"
 
 
-def _continuation(opts, given):
-    """The stored options of ``opts.resume`` with what the user may change."""
-    run_dir = opts.resume
+def _stored_options(run_dir):
     with open(os.path.join(run_dir, "training_options.json")) as f:
-        stored = _options_from_json(json.load(f))
+        return _options_from_json(json.load(f))
+
+
+def _continuation(opts, given):
+    """The stored options of ``opts.resume`` with what the user may change (the same command
+    line again is no change: paths are compared resolved, values by value)."""
+    from sg3keras.training.finetune import same_option
+    run_dir = opts.resume
+    stored = _stored_options(run_dir)
     changed = sorted(k for k in given - set(CONTINUE_OPTIONS)
-                     if getattr(opts, k) != getattr(stored, k))
+                     if not same_option(k, opts, stored))
     if changed:
         flags = ", ".join(f"--{k.replace('_', '-')}={getattr(opts, k)} (the run's: "
                           f"{getattr(stored, k)})" for k in changed)
@@ -151,7 +158,7 @@ def _continuation(opts, given):
                          f"cannot change (only {allowed} may be given); to start a new run from "
                          f"it, fine-tune one of its network-snapshot-*.keras files")
     keep = {k: getattr(opts, k) for k in CONTINUE_OPTIONS[1:] if k in given}
-    data_moved = "data" in keep and keep["data"] != stored.data
+    data_moved = "data" in keep and not same_option("data", opts, stored)
     opts = dataclasses.replace(stored, **keep, resume=run_dir)
     if not data_moved and not os.path.exists(os.path.expanduser(opts.data)):
         raise ValueError(f"--resume {run_dir}: the run's dataset {opts.data} does not exist (from "
@@ -233,7 +240,7 @@ def _prepare(opts, given, init, continuing, data_moved, verify=False):
                                verify=verify)
         finetune.check_compatible(init, opts, given, dataset)
         g_cfg = init["G_ema"].config
-        opts = dataclasses.replace(opts, cfg=finetune.cfg_name_of(g_cfg),
+        opts = dataclasses.replace(opts, **finetune.recorded_options(init),
                                    cond=g_cfg.c_dim > 0 or opts.cond,
                                    ada_kimg=opts.ada_kimg if "ada_kimg" in given
                                    else finetune.FINETUNE_OVERRIDES["ada_kimg"])
@@ -282,6 +289,7 @@ def describe(opts: TrainOptions, given=None):
     return out
 
 
+@run_status.tracked
 def train(opts: TrainOptions, strategy=None, log=print, given=None, deadline=None):
     """Run a training run; returns the run directory.
 
@@ -327,6 +335,7 @@ def train(opts: TrainOptions, strategy=None, log=print, given=None, deadline=Non
     opts, dataset, cfg, cfg_name = _prepare(opts, given, init, continuing, data_moved)
     chief = distribute.is_chief(strategy)
     run_dir = _open_run_dir(opts, dataset, cfg, cfg_name, init, continuing, chief)
+    run_status.started(run_dir, chief, cfg["total_steps"])
     gan = build_gan(cfg, dataset, strategy, seed=opts.seed,
                     impl="fast" if opts.fused_ops else "ref", init=init)
     start_step, resume_meta = 0, None
@@ -354,7 +363,8 @@ def train(opts: TrainOptions, strategy=None, log=print, given=None, deadline=Non
                             deadline=deadline)
     gan.fit(tf_ds, epochs=cfg["num_ticks"], initial_epoch=start_step // steps_per_tick,
             steps_per_epoch=steps_per_tick, verbose=0, shuffle=False,   # tf_ds shuffles
-            callbacks=[distribute.StartedCallback(), distribute.WorkerWatchdog(), callback])
+            callbacks=[distribute.StartedCallback(), distribute.WorkerWatchdog(), callback,
+                       run_status.StatusCallback(gan)])
     if callback.error is not None:
         raise callback.error
     return run_dir
