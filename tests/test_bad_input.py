@@ -410,6 +410,14 @@ ROWS = [
      ["--output", "rgb", "is a directory"]),
     ("layers-output-parent-is-a-file", "layers --output {D}/afile.txt/l.png",
      ["--output", "afile.txt", "expected a directory"]),
+    # --- visualize (rows that never reach the server)
+    ("usage:visualize-without-network", "visualize", ["--network"]),
+    ("visualize-network-missing", "visualize --network {D}/nope.keras", ["--network",
+                                                                         "nope.keras"]),
+    ("visualize-second-network-not-a-network", "visualize --network {D}/G16.keras "
+     "--network {D}/afile.txt", ["--network", "afile.txt", "expected"]),
+    ("usage:visualize-port-out-of-range", "visualize --network {D}/G16.keras --port 70000",
+     ["--port", "70000"]),
 ]
 
 

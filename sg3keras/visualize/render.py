@@ -146,8 +146,8 @@ def _ws(G, seed, psi, cutoff, class_idx):
         c = np.zeros([1, G.c_dim], np.float32)
         c[0, class_idx] = 1
     cutoff = None if cutoff >= G.num_ws else cutoff
-    return np.asarray(G.mapping(z_from_seed(seed, G.z_dim), c, truncation_psi=psi,
-                                truncation_cutoff=cutoff), np.float32)
+    return np.array(G.mapping(z_from_seed(seed, G.z_dim), c, truncation_psi=psi,
+                              truncation_cutoff=cutoff), np.float32)
 
 
 def latent_ws(G, p):
