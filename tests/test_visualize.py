@@ -356,3 +356,43 @@ def test_help_names_the_ssh_tunnel():
     from helpers import run_cli
     r = run_cli("visualize", "--help")
     assert r.exit_code == 0 and "ssh -L 8000:127.0.0.1:8000 host" in " ".join(r.stdout.split())
+
+
+# ------------------------------------------------------------------------------ the page
+
+@pytest.mark.slow
+def test_the_page_in_a_real_browser(server):
+    import browser
+    why = browser.missing()
+    if why:
+        pytest.skip(f"no headless browser: {why}")
+    drv = browser.chrome()
+    try:
+        drv.get(server.url)
+        first = browser.wait_shown(drv, ["seed=0", "layer=output"])
+        src0 = drv.find_element("id", "view").get_attribute("src")
+        browser.set_control(drv, "seed", 5)
+        browser.wait_shown(drv, ["seed=5"])
+        src1 = drv.find_element("id", "view").get_attribute("src")
+        browser.set_control(drv, "tx", 0.25)
+        browser.wait_shown(drv, ["seed=5", "tx=0.25"])
+        src2 = drv.find_element("id", "view").get_attribute("src")
+        browser.set_control(drv, "layer", "L3_36_16")
+        q = browser.wait_shown(drv, ["seed=5", "tx=0.25", "layer=L3_36_16"])
+        src3 = drv.find_element("id", "view").get_attribute("src")
+        assert len({src0, src1, src2, src3}) == 4, first
+        np.testing.assert_array_equal(_pixels(src3), _pixels(_render(server, q)["image"]))
+        assert "36x36x16" in drv.find_element("id", "res").text
+        assert "ms" in drv.find_element("id", "time").text
+        assert drv.find_element("id", "error").text == ""
+        rows = drv.find_elements("css selector", "#table tbody tr")
+        assert [r.get_attribute("data-layer") for r in rows][:2] == ["input", "L0_36_16"]
+        picked = drv.find_elements("css selector", "#table tr.picked")
+        assert [r.get_attribute("data-layer") for r in picked] == ["L3_36_16"]
+        browser.set_control(drv, "layer", "output")
+        browser.wait_shown(drv, ["seed=5", "tx=0.25", "layer=output"])
+        assert drv.find_element("id", "command").text == (
+            f"sg3keras generate --network {server.networks[0].ref} --seeds 5 --trunc 1 "
+            "--translate 0.25,0 --outdir out")
+    finally:
+        drv.quit()
