@@ -396,3 +396,17 @@ def test_the_page_in_a_real_browser(server):
             "--translate 0.25,0 --outdir out")
     finally:
         drv.quit()
+
+
+def test_the_page_is_package_data_in_setup_cfg():
+    import configparser
+    import fnmatch
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "setup.cfg"))
+    globs = cfg["options.package_data"]["sg3keras.visualize"].split()
+    static = os.path.join(os.path.dirname(os.path.abspath(__import__(
+        "sg3keras.visualize").visualize.__file__)), "static")
+    names = sorted(os.listdir(static))
+    assert names == ["app.js", "index.html", "style.css"]
+    assert all(any(fnmatch.fnmatch(f"static/{n}", g) for g in globs) for n in names)
