@@ -128,6 +128,20 @@ def test_a_dragged_seed_interpolates_w_and_style_mixing_changes_the_image(server
     np.testing.assert_array_equal(again, a)      # an empty range mixes nothing
 
 
+@pytest.mark.parametrize("move", ["net=0&tx=0.25&ty=-0.125", "net=1&rot=90&tx=0.125"])
+def test_untransform_moves_the_output_back(server, move):
+    net = move.split("&")[0]
+    still = _pixels(_render(server, f"{net}&seed=2")["image"]).astype(np.float64)
+    moved = _pixels(_render(server, f"{move}&seed=2")["image"]).astype(np.float64)
+    back = _render(server, f"{move}&seed=2&untransform=1")
+    assert back["command"] is None
+    back = _pixels(back["image"]).astype(np.float64)
+    inner = (slice(6, 10), slice(5, 9))        # pixels that stay inside the image when moved
+    err_back = np.abs(back - still)[inner].mean()
+    err_moved = np.abs(moved - still)[inner].mean()
+    assert err_back < 0.5 * err_moved, (err_back, err_moved)
+
+
 def _own_layer_outputs(G, ws):
     """The StyleGAN3 synthesis run by hand through its own layer objects."""
     syn = G.synthesis
@@ -224,7 +238,9 @@ BAD = [
     ("/api/render?class=1", "class: the network is unconditional"),
     ("/api/render?net=2&class=3", "class: expected 0..2"),
     ("/api/render?net=3&tx=0.5", "no input transform"),
-    ("/api/render?net=3&eq=int", "eq: equivariance needs"),
+    ("/api/render?net=3&eq=int", "eq/untransform: need a network with an input transform"),
+    ("/api/render?untransform=1&layer=input", "untransform: applies to the output image only"),
+    ("/api/render?untransform=yes", "untransform: expected one of"),
     ("/api/render?path=/etc/passwd", "unknown parameter 'path'"),
     ("/api/render?seed=%ff", "malformed query string"),
     ("/api/render?" + "a" * 5000, "longer than 4096"),

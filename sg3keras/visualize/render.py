@@ -56,7 +56,7 @@ def _choice(q, key, choices, default):
 
 KNOWN = {"net", "seed", "psi", "cutoff", "class", "mix_seed", "mix_lo", "mix_hi", "noise", "tx",
          "ty", "rot", "layer", "sel", "ch", "ch_end", "zoom", "fft", "eq", "eq_tx", "eq_ty",
-         "eq_rot", "client"}
+         "eq_rot", "untransform", "client"}
 
 
 def parse_request(q, nets):
@@ -90,8 +90,12 @@ def parse_request(q, nets):
         raise RequestError("class: the network is unconditional (c_dim=0)")
     if not info["has_input_transform"] and (p["tx"], p["ty"], p["rot"]) != (0.0, 0.0, 0.0):
         raise RequestError("tx/ty/rot: the network has no input transform (not StyleGAN3)")
-    if p["eq"] and not info["has_input_transform"]:
-        raise RequestError("eq: equivariance needs a network with an input transform")
+    p["untransform"] = _choice(q, "untransform", ("0", "1"), "0") == "1"
+    if p["untransform"] and (p["layer"] != "output" or p["eq"] or p["fft"] == "1"):
+        raise RequestError("untransform: applies to the output image only (layer=output, "
+                           "no eq, no fft)")
+    if (p["eq"] or p["untransform"]) and not info["has_input_transform"]:
+        raise RequestError("eq/untransform: need a network with an input transform")
     row = next(r for r in info["layers"] if r["name"] == p["layer"])
     channels = row["channels"]
     p["ch"] = _number(q, "ch", int, 0, channels - 1, 0)
@@ -236,6 +240,20 @@ def _equivariance(G, ws, p):
     return pic, float(r["psnr"])
 
 
+def untransform(img, p):
+    """Move the output ``[H, W, C]`` back by the input transform (undo the translation, then
+    the rotation) with the EQ metric's band-limited operators, so that an equivariant generator
+    shows a still image while the input moves; pixels from outside the image are zero."""
+    from sg3keras.metrics.equivariance import (apply_fractional_rotation,
+                                               apply_fractional_translation)
+    x = img[None]
+    if (p["tx"], p["ty"]) != (0.0, 0.0):
+        x = np.asarray(apply_fractional_translation(x, -p["tx"], -p["ty"])[0], np.float32)
+    if p["rot"]:
+        x = np.asarray(apply_fractional_rotation(x, -math.radians(p["rot"]))[0], np.float32)
+    return x[0]
+
+
 def png_bytes(img):
     from PIL import Image
     buf = io.BytesIO()
@@ -245,8 +263,9 @@ def png_bytes(img):
 
 def generate_command(ref, p):
     """The ``sg3keras generate`` command line of the request, or None where it has none
-    (fractional seed, style mixing, truncation cutoff)."""
-    if p["seed"] != int(p["seed"]) or p["mix_hi"] > p["mix_lo"] or p["cutoff"] < p["_num_ws"]:
+    (fractional seed, style mixing, truncation cutoff, untransform)."""
+    if p["seed"] != int(p["seed"]) or p["mix_hi"] > p["mix_lo"] or \
+            p["cutoff"] < p["_num_ws"] or p["untransform"]:
         return None
     parts = ["sg3keras generate", f"--network {ref}", f"--seeds {int(p['seed'])}",
              f"--trunc {p['psi']:g}"]
@@ -277,6 +296,8 @@ def render(G, ref, p):
         if saved is not None:
             G.input_transform.assign(saved)
     x = x[0]
+    if p["untransform"]:
+        x = untransform(x, p)
     psnr = None
     if p["eq"]:
         img, psnr = _equivariance(G, ws, p)

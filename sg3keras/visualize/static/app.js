@@ -49,6 +49,7 @@ function query() {
   if (hi > lo) { q.set("mix_seed", $("mix-seed").value); q.set("mix_lo", lo); q.set("mix_hi", hi); }
   if (n.has_input_transform) {
     for (const k of ["tx", "ty", "rot"]) if (Number($(k).value) !== 0) q.set(k, $(k).value);
+    if ($("untransform").checked && $("layer").value === "output" && !$("fft").checked && !$("eq").value) q.set("untransform", "1");
   }
   q.set("layer", $("layer").value);
   q.set("sel", $("sel").value);
