@@ -39,7 +39,9 @@ def make_visualizer_image(output, network=None):
     if why:
         raise SystemExit(f"no headless browser: {why}")
     with tempfile.TemporaryDirectory() as tmp:
-        ref = network or _fresh_network(os.path.join(tmp, "stylegan3-t-64.keras"))
+        here = os.getcwd()
+        os.chdir(tmp)                       # the page names the network as given: a short name
+        ref = network or _fresh_network("stylegan3-t-64.keras")
         srv = make_server([Network(ref)])
         thread = threading.Thread(target=srv.serve_forever, daemon=True)
         thread.start()
@@ -56,6 +58,7 @@ def make_visualizer_image(output, network=None):
             drv.quit()
             srv.shutdown()
             srv.server_close()
+            os.chdir(here)
     return output
 
 
@@ -64,4 +67,6 @@ if __name__ == "__main__":
     ap.add_argument("--network", default=None)
     ap.add_argument("--output", default=os.path.join(ROOT, "docs", "images", "visualizer.png"))
     args = ap.parse_args()
-    print(make_visualizer_image(args.output, args.network))
+    net = os.path.abspath(args.network) if args.network and os.path.exists(args.network) else \
+        args.network
+    print(make_visualizer_image(os.path.abspath(args.output), net))

@@ -401,6 +401,8 @@ def test_the_page_in_a_real_browser(server):
         assert "36x36x16" in drv.find_element("id", "res").text
         assert "ms" in drv.find_element("id", "time").text
         assert drv.find_element("id", "error").text == ""
+        assert not drv.find_element("id", "class-row").is_displayed()      # unconditional
+        assert drv.find_element("id", "transform").is_displayed()          # StyleGAN3
         rows = drv.find_elements("css selector", "#table tbody tr")
         assert [r.get_attribute("data-layer") for r in rows][:2] == ["input", "L0_36_16"]
         picked = drv.find_elements("css selector", "#table tr.picked")
