@@ -428,3 +428,35 @@ def test_the_page_is_package_data_in_setup_cfg():
     names = sorted(os.listdir(static))
     assert names == ["app.js", "index.html", "style.css"]
     assert all(any(fnmatch.fnmatch(f"static/{n}", g) for g in globs) for n in names)
+
+
+@pytest.mark.slow
+def test_the_command_serves_until_interrupted(nets):
+    """A fresh ``sg3keras visualize`` process: prints the URL, answers, stops on Ctrl-C
+    (SIGINT) with status 0 and nothing on stderr; killed after 300 s whatever happens."""
+    import re
+    import selectors
+    import signal
+    import subprocess
+
+    from helpers import CLI, ROOT
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen(["timeout", "-s", "KILL", "300"] + CLI +
+                            ["visualize", "--network", nets["t"], "--port", "0"], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        assert sel.select(timeout=240), "no URL within 240 s"
+        line = proc.stdout.readline()
+        url = re.search(r"open (http://127\.0\.0\.1:\d+/)", line).group(1)
+        assert "ssh -L" in line
+        with urllib.request.urlopen(url + "api/render?seed=1", timeout=TIMEOUT) as r:
+            assert r.status == 200 and json.loads(r.read())["width"] == 16
+        proc.send_signal(signal.SIGINT)             # reaches `timeout`, which forwards it
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0 and err == "", err

@@ -118,6 +118,7 @@ def _query(raw):
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "sg3keras-visualize"
+    timeout = 60                 # seconds an idle or slow connection may hold its thread
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format, *args):      # quiet: the page polls
