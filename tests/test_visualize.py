@@ -412,6 +412,14 @@ def test_the_page_in_a_real_browser(server):
         assert drv.find_element("id", "command").text == (
             f"sg3keras generate --network {server.networks[0].ref} --seeds 5 --trunc 1 "
             "--translate 0.25,0 --outdir out")
+        from selenium.webdriver.common.action_chains import ActionChains
+        pad = drv.find_element("id", "seed-pad")      # drag: half-way to the next seed
+        ActionChains(drv).click_and_hold(pad).move_by_offset(25, 0).move_by_offset(25, 0) \
+            .release().perform()
+        q = browser.wait_shown(drv, ["seed=5.5", "tx=0.25", "layer=output"])
+        np.testing.assert_array_equal(_pixels(drv.find_element("id", "view").get_attribute(
+            "src")), _pixels(_render(server, q)["image"]))
+        assert drv.find_element("id", "command").text.startswith("(no sg3keras generate")
     finally:
         drv.quit()
 
