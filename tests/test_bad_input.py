@@ -421,6 +421,14 @@ ROWS = [
       "did you mean stylegan3-r-afhqv2-512x512"]),
     ("pretrained-not-a-name", "pretrained {D}/afile.txt",
      ["Error: {D}/afile.txt is not a pretrained network name", "`sg3keras pretrained` lists"]),
+    # --- visualize (rows that never reach the server)
+    ("usage:visualize-without-network", "visualize", ["--network"]),
+    ("visualize-network-missing", "visualize --network {D}/nope.keras", ["--network",
+                                                                         "nope.keras"]),
+    ("visualize-second-network-not-a-network", "visualize --network {D}/G16.keras "
+     "--network {D}/afile.txt", ["--network", "afile.txt", "expected"]),
+    ("usage:visualize-port-out-of-range", "visualize --network {D}/G16.keras --port 70000",
+     ["--port", "70000"]),
 ]
 
 

@@ -88,6 +88,23 @@ def test_input_transform_is_one_question(nets):
         g2.set_transform_matrix(np.eye(3))
 
 
+@pytest.mark.parametrize("family,noise_mode", [("sg3", "const"), ("sg2", "const"),
+                                               ("sg2", "none")])
+def test_layer_outputs_walk_the_synthesis_and_end_in_its_image(nets, family, noise_mode):
+    G = nets[family]
+    ws = _ws(G, 2)
+    outs = [(name, np.asarray(x)) for name, x in G.layer_outputs(ws, noise_mode=noise_mode)]
+    names = [n for n, _ in outs]
+    if family == "sg3":
+        assert names == ["input"] + G.layer_names + ["output"]
+    else:                                   # one entry per block
+        assert names == [b.name for b in G.synthesis.blocks] + ["output"]
+    assert all(x.shape[0] == 2 and x.ndim == 4 for _, x in outs)
+    np.testing.assert_array_equal(outs[-1][1], G.synthesize(ws, noise_mode=noise_mode))
+    with pytest.raises(ValueError, match="noise_mode"):
+        next(G.layer_outputs(ws, noise_mode="loud"))
+
+
 @pytest.mark.parametrize("family", ["sg3", "sg2"])
 def test_synthesize_in_batches_equals_one_call(nets, family):
     G = nets[family]

@@ -28,7 +28,7 @@ FLOORS = {
     "networks": 5, "detectors": 5,
     "inference": 6, "metrics": 6,
     "training": 7, "tools": 7, "export": 7,
-    "demo": 8,
+    "demo": 8, "visualize": 8,
     "cli": 9,
 }
 # Backend-neutral code (runs under KERAS_BACKEND=jax): no TensorFlow except behind a backend

@@ -15,6 +15,7 @@ the tools, the projector, the metrics and the trainer never test a class name or
 ``has_filtered_nonlinearities``  alias-free ``filtered_lrelu`` layers (``with_impl`` picks
                                their implementation)
 ``layer_names``                the synthesis layers in forward order (official names)
+``layer_outputs(ws, ...)``     the synthesis pass one layer at a time: ``(name, tensor)``
 =============================  ================================================================
 
 The answers come from the :class:`~sg3keras.config.GeneratorConfig` (its ``has_*``
@@ -192,6 +193,15 @@ class GeneratorBase:
             len(z), batch_size, lambda i, j: self(z[i:j], c=None if c is None else c[i:j],
                                                   truncation_psi=truncation_psi,
                                                   noise_mode=noise_mode))
+
+    def layer_outputs(self, ws, noise_mode="const"):
+        """Yield ``(name, tensor)`` for each stage of ``synthesis(ws)`` in forward order: the
+        input (StyleGAN3: ``"input"``), each synthesis layer (StyleGAN2: each block's
+        features) and ``"output"``, the image :meth:`synthesize` returns. ``noise_mode`` as in
+        :meth:`synthesize` (ignored without noise)."""
+        check_noise_mode(noise_mode)
+        kwargs = dict(noise_mode=noise_mode) if self.has_noise else {}
+        yield from self.synthesis.layer_outputs(np.asarray(ws, np.float32), **kwargs)
 
     def _in_batches(self, n, batch_size, fn):
         """``fn(i, j)`` for the row ranges ``[i, j)`` of ``batch_size`` (None: all ``n``),

@@ -88,6 +88,20 @@ class SynthesisNetwork(ConfigSerialization, keras.layers.Layer):
                      name="images")
         return ops.cast(x, "float32")
 
+    def layer_outputs(self, ws, transform=None):
+        """The forward pass, one layer at a time: yields ``(name, tensor)`` for ``"input"``
+        (the Fourier features), each synthesis layer (official names) and ``"output"`` (the
+        image ``call`` returns, x ``output_scale``). Same ops as :meth:`call`, no EMA update."""
+        ws = ops.cast(ws, "float32")
+        x = self.input(ws[:, 0], transform=transform)
+        yield "input", x
+        for i, layer in enumerate(self.synthesis_layers):
+            x = layer(x, ws[:, i + 1])
+            yield layer.name, x
+        if self.config.output_scale != 1:
+            x = x * self.config.output_scale
+        yield "output", ops.cast(x, "float32")
+
     def compute_output_shape(self, ws_shape):
         r = self.config.img_resolution
         return (ws_shape[0], r, r, self.config.img_channels)

@@ -112,6 +112,18 @@ class SynthesisNetwork2(ConfigSerialization, keras.layers.Layer):
                            noise_mode=noise_mode, noise=mine)
         return img
 
+    def layer_outputs(self, ws, noise_mode="const"):
+        """The forward pass, one block at a time: yields ``(block name, features)`` per block
+        and ``"output"`` (the image ``call`` returns). Same ops as :meth:`call`."""
+        check_noise_mode(noise_mode)
+        ws = ops.cast(ws, "float32")
+        x = img = None
+        for block, i in zip(self.blocks, self.ws_index):
+            x, img = block(x, img, ws[:, i:i + block.num_conv + block.num_torgb],
+                           noise_mode=noise_mode)
+            yield block.name, x
+        yield "output", img
+
     def compute_output_shape(self, ws_shape, *args, **kwargs):
         r = self.config.img_resolution
         return (ws_shape[0], r, r, self.config.img_channels)
