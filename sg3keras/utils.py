@@ -134,3 +134,15 @@ def save_keras_atomic(model, path):
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def lazy_exports(package, exports):
+    """``(__getattr__, __all__)`` for a package whose public names load on first use, so that
+    importing it stays cheap: ``exports`` maps each name to the module that defines it."""
+    import importlib
+
+    def __getattr__(name):
+        if name in exports:
+            return getattr(importlib.import_module(exports[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    return __getattr__, sorted(exports)

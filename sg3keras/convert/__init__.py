@@ -8,7 +8,7 @@ Public entry points (loaded lazily, so that importing this package stays cheap):
 * :func:`read_official_pickle` (``sg3keras.convert.pickle_reader``; numpy only, no Keras)
 """
 
-import importlib
+from sg3keras.utils import lazy_exports
 
 _EXPORTS = {
     "generator_from_official": "sg3keras.convert.generator",
@@ -18,10 +18,4 @@ _EXPORTS = {
     "stylegan2_generator_from_official": "sg3keras.convert.stylegan2",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'sg3keras.convert' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

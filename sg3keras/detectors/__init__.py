@@ -9,7 +9,7 @@
 The names below are loaded on first use, so that importing this package stays cheap.
 """
 
-import importlib
+from sg3keras.utils import lazy_exports
 
 _EXPORTS = {
     "Detector": "sg3keras.detectors.loading",
@@ -21,10 +21,4 @@ _EXPORTS = {
     "vgg16_lpips_file": "sg3keras.detectors.loading",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'sg3keras.detectors' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -9,7 +9,7 @@
 The names below are loaded on first use, so that importing this package stays cheap.
 """
 
-import importlib
+from sg3keras.utils import lazy_exports
 
 _EXPORTS = {
     "load_network": "sg3keras.networks.loading",
@@ -22,10 +22,4 @@ _EXPORTS = {
     "NetworkSourceError": "sg3keras.networks.pretrained",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'sg3keras.networks' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
