@@ -80,6 +80,9 @@ def test_read_stats_ignores_a_damaged_last_line(tmp_path, tail):
     (tmp_path / "stats.jsonl").write_text(_official_line(0, 0.0, 1.0) + _official_line(1, 4, 1)
                                           + tail)
     assert [r["Progress/kimg"]["mean"] for r in read_stats(str(tmp_path))] == [0.0, 4]
+    (tmp_path / "stats.jsonl").write_text(_official_line(0, 0.0, 1.0) + _official_line(1, 4, 1)
+                                          .rstrip("\n"))       # whole, without its newline
+    assert [r["Progress/kimg"]["mean"] for r in read_stats(str(tmp_path))] == [0.0, 4]
 
 
 def test_read_stats_names_the_file_and_line_of_a_damaged_middle_line(tmp_path):

@@ -77,6 +77,12 @@ def _parse_lines(path, text):
                              f"({e}); expected one object per line") from None
         records.append(rec)
         good += len(line.encode("utf-8")) + 1
+    try:                            # a whole object without its newline (an edited file)
+        last = json.loads(lines[-1]) if lines[-1].strip() else None
+    except ValueError:
+        last = None                 # a write cut short
+    if isinstance(last, dict):
+        records.append(last)
     return records, good
 
 
