@@ -44,6 +44,20 @@ def _cpu_mem_gb():
         return _peak_rss_mb() / 1024.0
 
 
+def _peak_gpu_mem_gb():
+    """Peak memory of the first GPU since the last call (official ``Resources/peak_gpu_mem_gb``,
+    reset every tick as there), or None without a GPU."""
+    import tensorflow as tf
+    if not tf.config.list_logical_devices("GPU"):
+        return None
+    try:
+        peak = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 30
+        tf.config.experimental.reset_memory_stats("GPU:0")
+    except (ValueError, RuntimeError):
+        return None
+    return peak
+
+
 def _kimg_tag(kimg):
     """``000123`` as official for whole kimg; ``000000.128`` for sub-kimg ticks (tiny runs)."""
     if abs(kimg - round(kimg)) < 1e-9:
@@ -100,6 +114,9 @@ def tick_stats(logs, tick, kimg, timing):
            "Timing/total_hours": run_stats.stat(timing["total_sec"] / 3600.0),
            "Timing/total_days": run_stats.stat(timing["total_sec"] / 86400.0),
            "Resources/cpu_mem_gb": run_stats.stat(_cpu_mem_gb())}
+    gpu = _peak_gpu_mem_gb()
+    if gpu is not None:
+        out["Resources/peak_gpu_mem_gb"] = run_stats.stat(gpu)
     for name, mean in logs.items():
         num = logs.get("_num:" + name, 0.0)
         if name.startswith("Loss/") and num > 0:
