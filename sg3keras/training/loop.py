@@ -1,10 +1,9 @@
 """``train(options)``: dataset -> G/D/G_ema -> ``fit`` in ticks, with checkpoints and snapshots.
 
-One Keras epoch is one official *tick* (``--tick`` kimg). At the end of every tick the
-:class:`TickCallback` prints the progress line, writes TensorBoard scalars under the official
-names, checks the losses for NaN/Inf, and writes an atomic checkpoint (so a kill loses at most one
-tick); every ``--snap`` ticks it also writes a ``.keras`` snapshot of G_ema, a PNG grid of fixed
-seeds, and runs the requested metrics.
+One Keras epoch is one official *tick* (``--tick`` kimg). What happens at the end of every
+tick (progress line, ``stats.jsonl``, TensorBoard, NaN guard, checkpoint, and every ``--snap``
+ticks the snapshot, grid, metrics and curves) is :class:`~sg3keras.training.ticks.TickCallback`;
+everything the run prints also goes to ``log.txt`` (:mod:`sg3keras.runs.logfile`).
 
 Resuming (``resume=RUN_DIR``) restores every variable and continues at the same step, kimg,
 augmentation probability, blur/EMA schedules and data position; nothing is reset (unlike the
@@ -16,16 +15,13 @@ import json
 import math
 import os
 import re
-import resource
-import time
 
 import keras
 import numpy as np
 
 from sg3keras.config import TrainOptions, resolve_preset
 from sg3keras.training.ticks import TickCallback, TrainingDivergedError, _kimg_tag  # noqa: F401
-from sg3keras.utils import (atomic_write_json, format_time, make_grid, save_keras_atomic, save_png,
-                            to_uint8)
+from sg3keras.utils import atomic_write_json, make_grid, save_png
 
 __all__ = ["TrainOptions", "train", "describe", "resolve_options", "TrainingDivergedError"]
 
