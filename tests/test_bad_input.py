@@ -106,6 +106,10 @@ def _make_files(d):
                             "network-snapshot-tiny.pkl")
     (d / "trunc.pkl").write_bytes(open(tiny_pkl, "rb").read()[:4000])
     os.makedirs(d / "dir.zip")
+    tick = json.dumps({"Progress/tick": {"num": 1, "mean": 1, "std": 0},
+                       "Progress/kimg": {"num": 1, "mean": 4.0, "std": 0}, "timestamp": 1.0})
+    _folder(d / "run_ok", {"stats.jsonl": (tick + "\n").encode()})
+    _folder(d / "run_damaged", {"stats.jsonl": (tick + "\n{cut short\n" + tick + "\n").encode()})
     os.makedirs(d / "models" / "m" / "1")
 
     import keras
@@ -429,6 +433,16 @@ ROWS = [
      "--network {D}/afile.txt", ["--network", "afile.txt", "expected"]),
     ("usage:visualize-port-out-of-range", "visualize --network {D}/G16.keras --port 70000",
      ["--port", "70000"]),
+    # --- plot
+    ("plot-not-a-run-directory", "plot {D}/rgb", ["rgb", "not a run directory", "stats.jsonl"]),
+    ("plot-run-directory-missing", "plot {D}/run_ok {D}/no_such_run",
+     ["no_such_run", "not a run directory"]),
+    ("plot-damaged-stats-line", "plot {D}/run_damaged --output {O}/c.png",
+     ["run_damaged/stats.jsonl", "line 2", "expected one object per line"]),
+    ("plot-output-parent-is-a-file", "plot {D}/run_ok --output {D}/afile.txt/c.png",
+     ["--output", "afile.txt", "expected a directory"]),
+    ("plot-output-is-a-directory", "plot {D}/run_ok --output {D}/rgb",
+     ["--output", "rgb", "expected a .png file"]),
 ]
 
 

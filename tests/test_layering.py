@@ -26,7 +26,7 @@ FLOORS = {
     "models": 3,
     "convert": 4, "runtime": 4,
     "networks": 5, "detectors": 5,
-    "inference": 6, "metrics": 6,
+    "inference": 6, "metrics": 6, "runs": 6,
     "training": 7, "tools": 7, "export": 7,
     "demo": 8, "visualize": 8,
     "cli": 9,

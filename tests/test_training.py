@@ -248,6 +248,11 @@ def test_exact_resume_and_sigkill(data, tmp_path):
     assert json.load(open(latest[0]))["step"] < 6
     _cli_train(None, data, kimg=0.024, resume=run_b)
     _assert_same_state(state_a, _final_state(run_b))
+    # log.txt and stats.jsonl after the SIGKILL and the resume: each tick exactly once.
+    from test_runfiles import _check_run_files
+    for run in (run_a, run_b, run_c):
+        _check_run_files(run, 3)
+    assert "---- resumed at kimg" in open(os.path.join(run_b, "log.txt")).read()
     # Snapshots, grids and TensorBoard logs under the official names.
     assert glob.glob(os.path.join(run_a, "network-snapshot-*.keras"))
     assert os.path.exists(os.path.join(run_a, "fakes_init.png"))
@@ -295,6 +300,9 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(data, tmp_path):
     assert "NaN/Inf" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
     run_dir = glob.glob(str(tmp_path / "00000-*"))[0]
     latest = os.path.join(run_dir, "checkpoints", "latest.json")
+    # log.txt ends with the error that ended the run.
+    last = open(os.path.join(run_dir, "log.txt")).read().splitlines()[-1]
+    assert last.startswith("Error: TrainingDivergedError: ") and "NaN/Inf" in last, last
     if os.path.exists(latest):    # Whatever was saved is finite.
         _, state = _final_state(run_dir)
         assert all(np.all(np.isfinite(v)) for v in state.values() if v.dtype.kind == "f")

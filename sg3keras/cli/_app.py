@@ -22,7 +22,7 @@ _TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # Commands that never import TensorFlow (no start-up import for them).
-_NO_TENSORFLOW = {"dataset", "pretrained", "runs"}
+_NO_TENSORFLOW = {"dataset", "pretrained", "runs", "plot"}
 # Start-up lines TensorFlow's C++ code writes to stderr before its log level is applied:
 # absl's "not initialised" warning and I/W-level records (``I0000 00:00:...``) plus the
 # continuation line of the CPU-feature notice.

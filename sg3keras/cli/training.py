@@ -19,7 +19,7 @@ def _TRAIN(name):
     return TrainOptions.__dataclass_fields__[name].default
 
 
-@main.command(reports=(OSError, "sg3keras.training.loop.TrainingDivergedError",
+@main.command(reports=(OSError, "sg3keras.training.ticks.TrainingDivergedError",
                        "sg3keras.training.distribute.PeerFailureError",
                        "sg3keras.training.checkpoint.CheckpointError"))
 @outdir_option(_REQUIRED + " Where runs go", required=False)

@@ -108,6 +108,8 @@ class StyleGAN(keras.Model):
                  "Loss/scores/real", "Loss/scores/fake", "Loss/signs/real", "Loss/signs/fake",
                  "Loss/pl_penalty", "Loss/G/reg"]
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
+        # Means of the squares (with the trackers' counts: num/mean/std per tick, stats.jsonl).
+        self.square_trackers = {n: keras.metrics.Mean(name=n + "/sq") for n in names}
         self._py_step = None
         self._iteration_functions = {}
         self.logs_as_vectors = False   # MultiWorkerMirroredStrategy needs shape-[1] logs.
@@ -144,7 +146,7 @@ class StyleGAN(keras.Model):
 
     @property
     def metrics(self):
-        return list(self.trackers.values())
+        return list(self.trackers.values()) + list(self.square_trackers.values())
 
     def checkpoint_variables(self):
         """(key, variable) pairs saved by :mod:`sg3keras.training.checkpoint`."""
@@ -353,6 +355,7 @@ class StyleGAN(keras.Model):
             total = grads if total is None else [_add_grads(a, b) for a, b in zip(total, grads)]
             for name, value in stats.items():
                 self.trackers[name].update_state(value)
+                self.square_trackers[name].update_state(tf.square(tf.cast(value, tf.float32)))
                 all_stats.setdefault(name, []).append(_flat(value))
         return total, {k: tf.concat(v, 0) for k, v in all_stats.items()}
 
@@ -505,6 +508,9 @@ class StyleGAN(keras.Model):
 
     def _logs(self):
         logs = {name: m.result() for name, m in self.trackers.items()}
+        for name, m in self.square_trackers.items():      # stats.jsonl's num and std
+            logs["_sq:" + name] = m.result()
+            logs["_num:" + name] = tf.cast(self.trackers[name].count, tf.float32)
         logs["augment_p"] = tf.cast(self.augment_pipe.p, tf.float32) \
             if self.augment_pipe is not None else tf.constant(0.0)
         if self.logs_as_vectors:

@@ -1,10 +1,9 @@
 """``train(options)``: dataset -> G/D/G_ema -> ``fit`` in ticks, with checkpoints and snapshots.
 
-One Keras epoch is one official *tick* (``--tick`` kimg). At the end of every tick the
-:class:`TickCallback` prints the progress line, writes TensorBoard scalars under the official
-names, checks the losses for NaN/Inf, and writes an atomic checkpoint (so a kill loses at most one
-tick); every ``--snap`` ticks it also writes a ``.keras`` snapshot of G_ema, a PNG grid of fixed
-seeds, and runs the requested metrics.
+One Keras epoch is one official *tick* (``--tick`` kimg). What happens at the end of every
+tick (progress line, ``stats.jsonl``, TensorBoard, NaN guard, checkpoint, and every ``--snap``
+ticks the snapshot, grid, metrics and curves) is :class:`~sg3keras.training.ticks.TickCallback`;
+everything the run prints also goes to ``log.txt`` (:mod:`sg3keras.runs.logfile`).
 
 Resuming (``resume=RUN_DIR``) restores every variable and continues at the same step, kimg,
 augmentation probability, blur/EMA schedules and data position; nothing is reset (unlike the
@@ -16,22 +15,16 @@ import json
 import math
 import os
 import re
-import resource
-import time
 
 import keras
 import numpy as np
 
 from sg3keras.config import TrainOptions, resolve_preset
 from sg3keras.training import run_status
-from sg3keras.utils import (atomic_write_json, format_time, make_grid, save_keras_atomic, save_png,
-                            to_uint8)
+from sg3keras.training.ticks import TickCallback, TrainingDivergedError, _kimg_tag  # noqa: F401
+from sg3keras.utils import atomic_write_json, make_grid, save_png
 
 __all__ = ["TrainOptions", "train", "describe", "resolve_options", "TrainingDivergedError"]
-
-
-class TrainingDivergedError(RuntimeError):
-    pass
 
 
 def resolve_options(opts: TrainOptions, dataset=None):
@@ -110,13 +103,18 @@ def _options_from_json(d):
     return TrainOptions(**{k: v for k, v in d.items() if k in fields})
 
 
-def _write_options(run_dir, opts):
+def _write_options(run_dir, opts, cfg=None):
     """``training_options.json`` with absolute paths (so the run resumes from any directory);
-    ``resume`` is the network the run was fine-tuned from (kept when the run is continued)."""
+    ``resume`` is the network the run was fine-tuned from (kept when the run is continued). With
+    the resolved ``cfg``, the official keys too (:mod:`.official_options`; ours win a clash)."""
     resume = _stored_options(opts.resume).resume if is_run_dir(opts.resume) else opts.resume
-    atomic_write_json(os.path.join(run_dir, "training_options.json"), _options_to_json(
+    ours = _options_to_json(
         dataclasses.replace(opts, data=os.path.abspath(os.path.expanduser(opts.data)),
-                            outdir=os.path.abspath(opts.outdir), resume=resume)))
+                            outdir=os.path.abspath(opts.outdir), resume=resume))
+    if cfg is not None:
+        from sg3keras.training.official_options import official_options
+        ours = {**official_options(opts, cfg, run_dir), **ours}
+    atomic_write_json(os.path.join(run_dir, "training_options.json"), ours)
 
 
 def given_options(opts):
@@ -307,6 +305,16 @@ def train(opts: TrainOptions, strategy=None, log=print, given=None, deadline=Non
             comes first. It is not stored with the run (a resumed run has none unless given).
             For one process only: with ``--workers`` each would read its own clock.
     """
+    from sg3keras.runs.logfile import RunLog
+    log = RunLog(log)      # everything printed also goes to RUN_DIR/log.txt (the chief's)
+    try:
+        return _train(opts, strategy, log, given, deadline)
+    except BaseException as e:
+        log.error(e)       # the line that ends the run, before it propagates
+        raise
+
+
+def _train(opts, strategy, log, given, deadline):
     from sg3keras.training import distribute
     given = given_options(opts) if given is None else set(given)
     opts, continuing, data_moved, finished = _plan(opts, given)
@@ -350,6 +358,7 @@ def train(opts: TrainOptions, strategy=None, log=print, given=None, deadline=Non
     elif init is not None:
         log(f"Fine-tuning {init['source']} ({cfg_name}, {cfg['generator'].img_resolution} px) "
             f"in {run_dir}")
+    _open_run_files(log, run_dir, opts, chief, resume_meta)
     tf_ds = dataset.make_tf_dataset(opts.batch, shuffle=True, seed=opts.seed,
                                     mirror=opts.mirror, repeat=True, start_batch=start_step)
     if chief and start_step == 0:
@@ -360,7 +369,7 @@ def train(opts: TrainOptions, strategy=None, log=print, given=None, deadline=Non
                          f"({steps_per_tick} steps per tick)")
     callback = TickCallback(gan, run_dir, opts, cfg, chief=chief, log=log,
                             start_time_offset=(resume_meta or {}).get("total_sec", 0.0),
-                            deadline=deadline)
+                            deadline=deadline, resume_meta=resume_meta)
     gan.fit(tf_ds, epochs=cfg["num_ticks"], initial_epoch=start_step // steps_per_tick,
             steps_per_epoch=steps_per_tick, verbose=0, shuffle=False,   # tf_ds shuffles
             callbacks=[distribute.StartedCallback(), distribute.WorkerWatchdog(), callback,
@@ -368,6 +377,21 @@ def train(opts: TrainOptions, strategy=None, log=print, given=None, deadline=Non
     if callback.error is not None:
         raise callback.error
     return run_dir
+
+
+def _open_run_files(log, run_dir, opts, chief, resume_meta):
+    """The chief's ``log.txt`` (a resumed run's with a ``resumed at kimg X`` line; a new run's
+    starting with its options) and, on resume, ``stats.jsonl`` cut back to the checkpoint."""
+    if not chief:
+        log.discard()
+        return
+    log.open(run_dir, resumed_kimg=None if resume_meta is None else resume_meta["kimg"])
+    if resume_meta is None:
+        with open(os.path.join(run_dir, "training_options.json")) as f:
+            log.file_only("Training options:\n" + f.read().rstrip())
+    else:
+        from sg3keras.training.ticks import prepare_resume
+        prepare_resume(run_dir, resume_meta, log)
 
 
 def _open_run_dir(opts, dataset, cfg, cfg_name, init, continuing, chief):
@@ -380,7 +404,7 @@ def _open_run_dir(opts, dataset, cfg, cfg_name, init, continuing, chief):
     else:
         run_dir = _run_dir(opts, dataset.name, cfg_name) if chief else distribute.scratch_dir()
     if chief:
-        _write_options(run_dir, opts)
+        _write_options(run_dir, opts, cfg)
     if chief and not continuing:
         atomic_write_json(os.path.join(run_dir, RUN_INFO), dict(
             dataset=_dataset_summary(dataset), init=None if init is None else dict(
@@ -440,141 +464,3 @@ def _write_reals(run_dir, dataset, n=16):
     idx = np.linspace(0, len(dataset) - 1, min(n, len(dataset))).astype(int)
     images = np.stack([dataset.get_image(int(i)) for i in idx])
     save_png(os.path.join(run_dir, "reals.png"), make_grid(images))
-
-
-def _peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _kimg_tag(kimg):
-    """``000123`` as official for whole kimg; ``000000.128`` for sub-kimg ticks (tiny runs)."""
-    if abs(kimg - round(kimg)) < 1e-9:
-        return f"{int(round(kimg)):06d}"
-    return f"{int(kimg):06d}.{int(round(kimg * 1000)) % 1000:03d}"
-
-
-class TickCallback(keras.callbacks.Callback):
-    """Progress line, TensorBoard, NaN guard, checkpoints and snapshots at tick ends."""
-
-    def __init__(self, gan, run_dir, opts, cfg, chief=True, log=print,
-                 start_time_offset=0.0, deadline=None):
-        super().__init__()
-        import tensorflow as tf
-        self.gan, self.run_dir, self.opts, self.cfg = gan, run_dir, opts, cfg
-        self.chief, self.log = chief, log
-        self.error = None
-        self.deadline = deadline
-        self.start_offset = float(start_time_offset)
-        self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs")) \
-            if chief else None
-        g = gan.G_ema
-        rng = np.random.RandomState(opts.seed + 123)
-        self.grid_z = rng.randn(opts.grid_seeds, g.z_dim).astype(np.float32)
-        self.grid_c = None
-        if g.c_dim > 0 and gan.label_table is not None:
-            idx = rng.randint(len(gan.label_table), size=opts.grid_seeds)
-            self.grid_c = gan.label_table[idx]
-
-    def on_train_begin(self, logs=None):
-        self.t0 = time.time()
-        self.tick_start = time.time()
-        self.nimg_start = int(self.gan.cur_nimg.numpy())
-        if self.chief and self.nimg_start == 0:
-            self._save_grid("fakes_init.png")
-
-    def _save_grid(self, name):
-        imgs = np.asarray(self.gan.G_ema(self.grid_z, c=self.grid_c))
-        grid = make_grid(to_uint8(imgs))
-        save_png(os.path.join(self.run_dir, name), grid)
-        return grid
-
-    def on_epoch_end(self, epoch, logs=None):
-        from sg3keras.training.checkpoint import NonFiniteStateError, save_checkpoint
-
-        logs = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in (logs or {}).items()}
-        tick, now = epoch + 1, time.time()
-        nimg = int(self.gan.cur_nimg.numpy())
-        kimg = nimg / 1000.0
-        timing = dict(sec_tick=now - self.tick_start,
-                      sec_kimg=(now - self.tick_start) / max((nimg - self.nimg_start) / 1e3, 1e-9),
-                      total_sec=self.start_offset + now - self.t0)
-        remaining = self.cfg["total_steps"] * self.opts.batch / 1000.0 - kimg
-        self.log(f"tick {tick:<5d} kimg {kimg:<8.3f} time {format_time(timing['total_sec']):<9s} "
-                 f"sec/tick {timing['sec_tick']:<7.1f} sec/kimg {timing['sec_kimg']:<7.2f} "
-                 f"eta {format_time(max(remaining, 0) * timing['sec_kimg']):<9s} "
-                 f"augment {logs.get('augment_p', 0.0):.3f} "
-                 f"G {logs.get('Loss/G/loss', float('nan')):.4f} "
-                 f"D {logs.get('Loss/D/loss', float('nan')):.4f} "
-                 f"R1 {logs.get('Loss/r1_penalty', float('nan')):.4f}")
-        bad = [k for k, v in logs.items() if k.startswith("Loss/") and not np.isfinite(v)]
-        if bad:
-            self._diverged(f"Loss became NaN/Inf at tick {tick} (kimg {kimg:.3f}): {bad}")
-            return
-        meta = dict(step=int(self.gan.step.numpy()), tick=tick, kimg=kimg, nimg=nimg,
-                    total_sec=timing["total_sec"], augment_p=logs.get("augment_p", 0.0))
-        snapshot = bool(self.opts.snap) and tick % self.opts.snap == 0
-        final = meta["step"] >= self.cfg["total_steps"]
-        out_of_time = self.deadline is not None and now >= self.deadline and not final
-        snapshot = snapshot or final or out_of_time
-        if self.chief:
-            try:
-                save_checkpoint(self.run_dir, self.gan, meta)
-            except NonFiniteStateError as e:
-                self._diverged(f"Weights became NaN/Inf at tick {tick} (kimg {kimg:.3f}): {e}")
-                return
-            self._write_summaries(logs, tick, kimg, nimg, timing, snapshot)
-            if snapshot:
-                path = os.path.join(self.run_dir, f"network-snapshot-{_kimg_tag(kimg)}.keras")
-                save_keras_atomic(self.gan.G_ema, path)
-                self.log(f"snapshot {path}")
-                self._run_metrics(path, kimg, nimg)
-        if out_of_time:
-            self.log(f"Time limit reached at tick {tick} (kimg {kimg:.3f}); stopping")
-            self.model.stop_training = True
-        self.tick_start = time.time()
-        self.nimg_start = nimg
-
-    def _write_summaries(self, logs, tick, kimg, nimg, timing, snapshot):
-        """TensorBoard scalars under the official names (global step = images seen)."""
-        import tensorflow as tf
-        with self.writer.as_default(step=nimg):
-            for k, v in logs.items():
-                if k.startswith("Loss/"):
-                    tf.summary.scalar(k, v)
-            tf.summary.scalar("Progress/tick", tick)
-            tf.summary.scalar("Progress/kimg", kimg)
-            tf.summary.scalar("Progress/augment", logs.get("augment_p", 0.0))
-            tf.summary.scalar("Timing/total_sec", timing["total_sec"])
-            tf.summary.scalar("Timing/sec_per_tick", timing["sec_tick"])
-            tf.summary.scalar("Timing/sec_per_kimg", timing["sec_kimg"])
-            tf.summary.scalar("Resources/peak_rss_mb", _peak_rss_mb())
-            if snapshot:
-                grid = self._save_grid(f"fakes{_kimg_tag(kimg)}.png")
-                tf.summary.image("fakes", grid[None], max_outputs=1)
-        self.writer.flush()
-
-    def _diverged(self, what):
-        self.error = TrainingDivergedError(
-            f"{what}. Stopping; the last good checkpoint in {self.run_dir}/checkpoints is kept.")
-        self.log(str(self.error))
-        self.model.stop_training = True
-
-    def _run_metrics(self, snapshot_path, kimg, nimg):
-        if not self.opts.metrics:
-            return
-        import tensorflow as tf
-        from sg3keras.data import ImageDataset
-        from sg3keras.metrics.registry import append_jsonl, calc_metric
-        dataset = ImageDataset(self.opts.data, use_labels=self.opts.cond)
-        for name in self.opts.metrics:
-            result = calc_metric(name, self.gan.G_ema, dataset=dataset,
-                                 num_samples=self.opts.metrics_num_samples,
-                                 strategy=self.gan.distribute_strategy)
-            result["snapshot_pkl"] = os.path.basename(snapshot_path)
-            append_jsonl(os.path.join(self.run_dir, f"metric-{name}.jsonl"), result)
-            with self.writer.as_default(step=nimg):
-                for k, v in result["results"].items():
-                    if np.isscalar(v):
-                        tf.summary.scalar(f"Metrics/{k}", v)
-            self.log(f"metric {name}: {result['results']}")
-
