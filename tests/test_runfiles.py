@@ -109,6 +109,21 @@ def test_truncate_keeps_the_checkpointed_ticks_and_drops_a_partial_line(tmp_path
 
 # ------------------------------------------------------------------------------------ log.txt
 
+def test_run_log_keeps_python_warnings(tmp_path):
+    import warnings
+
+    from sg3keras.runs.logfile import RunLog
+    log = RunLog(lambda m: None)
+    log.open(str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        with log.warnings_too():
+            warnings.warn("a warning the run printed", UserWarning)
+        warnings.warn("after the run", UserWarning)
+    text = (tmp_path / "log.txt").read_text()
+    assert "UserWarning: a warning the run printed" in text and "after the run" not in text
+
+
 def test_run_log_tees_into_log_txt(tmp_path):
     from sg3keras.runs.logfile import RunLog
     printed = []

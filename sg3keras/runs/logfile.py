@@ -7,8 +7,10 @@ printed before the directory exists are kept and written first. Processes other 
 chief never open the file.
 """
 
+import contextlib
 import os
 import time
+import warnings
 
 __all__ = ["LOG_FILE", "RunLog"]
 
@@ -54,6 +56,21 @@ class RunLog:
     def error(self, exc):
         """Write the exception that ends the run (file only: the caller reports it)."""
         self._write(f"Error: {type(exc).__name__}: {exc}")
+
+    @contextlib.contextmanager
+    def warnings_too(self):
+        """Within the block, Python warnings shown on the console also go to the file (one
+        ``file:line: Category: message`` line each)."""
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            shown(message, category, filename, lineno, file, line)
+            self._write(f"{filename}:{lineno}: {category.__name__}: {message}")
+        warnings.showwarning = show
+        try:
+            yield self
+        finally:
+            warnings.showwarning = shown
 
     def file_only(self, msg):
         """A block for the file only (the run's options: the console is spared them)."""

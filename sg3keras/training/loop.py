@@ -308,7 +308,8 @@ def train(opts: TrainOptions, strategy=None, log=print, given=None, deadline=Non
     from sg3keras.runs.logfile import RunLog
     log = RunLog(log)      # everything printed also goes to RUN_DIR/log.txt (the chief's)
     try:
-        return _train(opts, strategy, log, given, deadline)
+        with log.warnings_too():
+            return _train(opts, strategy, log, given, deadline)
     except BaseException as e:
         log.error(e)       # the line that ends the run, before it propagates
         raise
