@@ -5,7 +5,7 @@ import json
 import numpy as np
 from refdata import layer_spec, padding_text
 
-from helpers import ROOT, run_cli, run_cli_process
+from helpers import CLI, ROOT, run_cli, run_cli_process
 
 
 def _run(args, ok=True):
@@ -59,6 +59,16 @@ def test_layers_and_dataset_print_no_tensorflow_start_up_lines(tmp_path):
     r = run_cli_process("dataset", "--source", tmp_path / "src", "--dest", tmp_path / "d.zip",
                         env=env)
     assert r.returncode == 0 and r.stderr == "", r.stderr[-2000:]
+
+
+def test_a_closed_pipe_is_no_error():
+    """``sg3keras pretrained | head -1``: the reader closes the pipe; no ``Error:`` line."""
+    import subprocess
+    p = subprocess.Popen(CLI + ["pretrained"], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    p.stdout.close()                         # before the command writes its list
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 141 and err == "", err
 
 
 def test_cli_import_is_light():

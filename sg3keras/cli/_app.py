@@ -90,6 +90,11 @@ def _errors_as_one_line(ctx=None):
         raise _UsageError(e) from None
     except (click.ClickException, click.exceptions.Exit, click.Abort):
         raise
+    except BrokenPipeError:
+        # The reader went away (``sg3keras pretrained | head``): stop quietly, as a shell
+        # tool does; later writes (the flush at exit) go nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise click.exceptions.Exit(141) from None
     except Exception as e:
         if _debug(ctx):
             raise
