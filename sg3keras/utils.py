@@ -146,3 +146,15 @@ def lazy_exports(package, exports):
             return getattr(importlib.import_module(exports[name]), name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
     return __getattr__, sorted(exports)
+
+
+def append_bytes(path, data):
+    """Append ``data`` to ``path`` in one ``write`` on an ``O_APPEND`` file, then ``fsync``: a
+    line appended so is never interleaved with another writer's, and a kill leaves at most the
+    last line cut short (the readers drop it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)   # umask applies
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

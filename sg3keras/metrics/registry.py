@@ -34,7 +34,7 @@ import numpy as np
 
 from sg3keras.metrics import feature_math
 from sg3keras.metrics.equivariance import _draw_labels, compute_equivariance
-from sg3keras.utils import format_time, to_uint8  # format_time: re-exported (API)
+from sg3keras.utils import append_bytes, format_time, to_uint8  # format_time: re-exported
 
 __all__ = ["MetricSpec", "MetricContext", "METRICS", "register_metric", "list_metrics",
            "is_valid_metric", "calc_metric", "append_jsonl", "quantize_images", "cache_dir",
@@ -420,9 +420,4 @@ def append_jsonl(path, result):
     line = (json.dumps(result) + "\n").encode("utf-8")
     if os.path.dirname(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # umask applies
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_bytes(path, line)

@@ -16,7 +16,7 @@ import json
 import math
 import os
 
-from sg3keras.utils import atomic_write_bytes
+from sg3keras.utils import append_bytes, atomic_write_bytes
 
 __all__ = ["STATS_FILE", "stat", "stat_from_moments", "append_line", "format_line",
            "read_stats", "truncate_after", "read_metrics", "tick_of"]
@@ -44,13 +44,7 @@ def format_line(stats, timestamp):
 
 def append_line(path, stats, timestamp):
     """Append one tick's line to ``path`` in a single write on an ``O_APPEND`` file, fsynced."""
-    line = format_line(stats, timestamp)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)   # umask applies
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_bytes(path, format_line(stats, timestamp))
 
 
 def _stats_path(run_dir):
