@@ -21,7 +21,7 @@ import numpy as np
 
 from sg3keras.config import TrainOptions, resolve_preset
 from sg3keras.training import run_status
-from sg3keras.training.ticks import TickCallback, TrainingDivergedError, _kimg_tag  # noqa: F401
+from sg3keras.training.ticks import TickCallback, TrainingDivergedError  # noqa: F401
 from sg3keras.utils import atomic_write_json, make_grid, save_png
 
 __all__ = ["TrainOptions", "train", "describe", "resolve_options", "TrainingDivergedError"]
