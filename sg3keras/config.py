@@ -29,6 +29,8 @@ __all__ = [
     "TrainConfig",
     "Preset",
     "PRESETS",
+    "LADDER",
+    "ladder_name",
     "resolve_preset",
     "recommended_gamma",
     "magnitude_ema_beta_for_batch",
@@ -104,9 +106,19 @@ class GeneratorConfig(_DictMixin):
     resample_filter: Tuple[int, ...] = (1, 3, 3, 1)
     use_noise: bool = True             # Per-pixel noise inputs.
     fused_modconv_default: str = "inference_only"
+    # The paper's ladder of configurations A -> B ... H -> T -> R (Figure 3; docs/PAPER.md,
+    # "The ladder"). Each field's default is what the official networks have, so A, T and R
+    # and every saved config read as before.
+    const_input: bool = True           # stylegan2 family: learned 4x4 constant (A); False =
+                                       # Fourier features instead (B-D, Section 3.1).
+    magnitude_norm: bool = False       # stylegan2 family: divide each layer's input by the
+                                       # sqrt of its magnitude EMA, output x output_scale (D).
+    layer_schedule: str = "flexible"   # stylegan3 family: "flexible" (T, R: Section 3.2) or
+                                       # "octave" (E-H: two layers per octave as StyleGAN2).
+    learned_input_transform: bool = True  # stylegan3 family: w -> rotation/translation of the
+                                       # Fourier features (H onwards); False = E-G.
 
-    # What a generator of this config has. Each answer reads ``family`` today; the paper's
-    # intermediate configs (StyleGAN2 -> B ... H -> StyleGAN3) are each a change to one of them.
+    # What a generator of this config has: the ladder's steps are each a change to one of them.
     @property
     def has_noise(self) -> bool:
         """Per-pixel noise inputs (StyleGAN2; config C of the paper removes them)."""
@@ -114,15 +126,31 @@ class GeneratorConfig(_DictMixin):
 
     @property
     def has_input_transform(self) -> bool:
-        """Fourier-feature input with a ``[3, 3]`` transform (configs B/H; StyleGAN3)."""
+        """Fourier-feature input with a user-set ``[3, 3]`` transform (configs B-R)."""
+        return self.family == "stylegan3" or not self.const_input
+
+    @property
+    def has_learned_input_transform(self) -> bool:
+        """The Fourier features are rotated / translated per sample by ``w`` (config H on)."""
+        return self.family == "stylegan3" and bool(self.learned_input_transform)
+
+    @property
+    def has_magnitude_ema(self) -> bool:
+        """Each layer normalises its input by a running magnitude EMA (config D on)."""
+        return self.family == "stylegan3" or bool(self.magnitude_norm)
+
+    @property
+    def has_layer_schedule(self) -> bool:
+        """Alias-free synthesis layers on a margin-padded canvas with designed per-layer
+        low-pass filters, described by a cutoff / stopband / sampling-rate schedule
+        (config E on; :func:`sg3keras.models.schedule.synthesis_schedule`)."""
         return self.family == "stylegan3"
 
     @property
     def has_filtered_nonlinearities(self) -> bool:
-        """Alias-free ``filtered_lrelu`` layers with the designed per-layer filters, each
-        normalising its input by a running magnitude EMA (config F on; StyleGAN3)."""
-        return self.family == "stylegan3"
-
+        """The leaky ReLU runs between ``lrelu_upsampling``-times up- and down-sampling
+        (config F on; StyleGAN3)."""
+        return self.family == "stylegan3" and int(self.lrelu_upsampling) > 1
 
 
 @dataclass(frozen=True)
@@ -242,6 +270,70 @@ PRESETS = {
 }
 
 
+# The paper's ladder (Alias-Free GAN, Section 3 and Figure 3): A = StyleGAN2 ... T, R. Each
+# step changes the previous one by the fields named; docs/PAPER.md "The ladder" cites each
+# choice. A-C train with StyleGAN2's loss and optimiser settings, D onwards with StyleGAN3's
+# (D is where the paper simplifies the generator and drops mixing and path-length
+# regularisation).
+_SRC_LADDER = "Alias-Free GAN, Figure 3 config {} (docs/PAPER.md, The ladder)"
+_A, _T = PRESETS["stylegan2"], PRESETS["stylegan3-t"]
+_OCTAVE_256 = 2 * 8 - 3        # octave layout at 256: one layer at 4x4, two per octave.
+
+
+def _step(base, letter, loss=None, train=None, **fields):
+    return Preset(name=f"config-{letter}", source=_SRC_LADDER.format(letter.upper()),
+                  generator=dataclasses.replace(base.generator, **fields),
+                  discriminator=base.discriminator, loss=loss or base.loss,
+                  train=train or base.train, g_channel_scale=base.g_channel_scale)
+
+
+def _ladder():
+    b = _step(_A, "b", const_input=False)                                  # §3.1
+    c = _step(b, "c", use_noise=False)                                     # §3.1
+    d = _step(c, "d", loss=_T.loss, train=_T.train, mapping_layers=2,      # §3.1, App. F.1
+              architecture="orig", magnitude_norm=True, magnitude_ema_beta=_BETA32,
+              output_scale=0.25)
+    e = _step(_T, "e", family="stylegan3", layer_schedule="octave",       # §3.2
+              num_layers=_OCTAVE_256, num_critical=_OCTAVE_256, lrelu_upsampling=1,
+              learned_input_transform=False)
+    f = _step(e, "f", lrelu_upsampling=2)                                  # §3.2
+    g = _step(f, "g", num_critical=2)                                      # §3.2
+    h = _step(g, "h", learned_input_transform=True)                        # §3.2
+    steps = {p.name: p for p in (b, c, d, e, f, g, h)}
+    aliases = {"config-a": "stylegan2", "config-t": "stylegan3-t", "config-r": "stylegan3-r"}
+    steps.update({alias: dataclasses.replace(PRESETS[name], name=alias)
+                  for alias, name in aliases.items()})
+    return steps
+
+
+PRESETS.update(_ladder())
+LADDER = ("config-a", "config-b", "config-c", "config-d", "config-e", "config-f", "config-g",
+          "config-h", "config-t", "config-r")
+
+
+def ladder_name(g) -> Optional[str]:
+    """The ladder configuration (``"config-b"`` ...) a generator config is an instance of,
+    judged by the fields that define the steps (None if it is none of B-H)."""
+    keys = ("family", "const_input", "use_noise", "architecture", "magnitude_norm",
+            "layer_schedule", "lrelu_upsampling", "learned_input_transform")
+    for name in LADDER[1:8]:
+        ref = PRESETS[name].generator
+        if all(getattr(g, k) == getattr(ref, k) for k in keys) and (
+                g.layer_schedule != "octave"
+                or (g.num_critical >= g.num_layers) == (ref.num_critical >= ref.num_layers)):
+            return name
+    return None
+
+
+def _octave_layers(g, img_resolution):
+    """The octave layout's layer count at a new resolution; "every layer critical" (E, F)
+    stays so, a number of critical high-resolution layers (G, H) stays that number."""
+    from math import log2
+    n = 2 * int(log2(img_resolution)) - 3
+    crit = n if g.num_critical >= g.num_layers else min(g.num_critical, n)
+    return dataclasses.replace(g, num_layers=n, num_critical=crit)
+
+
 def resolve_preset(name: str, img_resolution: Optional[int] = None, batch: Optional[int] = None,
                    cbase: Optional[int] = None, cmax: Optional[int] = None,
                    **generator_overrides) -> Preset:
@@ -271,10 +363,12 @@ def resolve_preset(name: str, img_resolution: Optional[int] = None, batch: Optio
         if img_resolution < 4 or img_resolution & (img_resolution - 1):
             raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
         g = dataclasses.replace(g, img_resolution=img_resolution)
+        if g.layer_schedule == "octave" and g.family == "stylegan3":
+            g = _octave_layers(g, img_resolution)
         d = dataclasses.replace(d, img_resolution=img_resolution)
         loss = dataclasses.replace(loss, r1_gamma=recommended_gamma(img_resolution))
     if batch is not None:
-        if g.has_filtered_nonlinearities:    # magnitude_ema_beta follows the batch size
+        if g.has_magnitude_ema:              # magnitude_ema_beta follows the batch size
             g = dataclasses.replace(g, magnitude_ema_beta=magnitude_ema_beta_for_batch(batch))
         train = dataclasses.replace(train, batch=batch, ema_kimg=batch * 10 / 32)
         if loss.blur_init_sigma > 0:

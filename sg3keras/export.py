@@ -155,10 +155,10 @@ def randn_from_seeds(seeds, z_dim):
 # --------------------------------------------------------------------------------------------
 
 def serving_copy(G, xla=False):
-    """A copy of ``G`` for a SavedModel: filtered nonlinearities (StyleGAN3) rebuilt with
+    """A copy of ``G`` for a SavedModel: alias-free synthesis layers (StyleGAN3) rebuilt with
     ``impl="conv"`` (no XLA) or, with ``xla``, ``impl="fast"`` (XLA-compiled stages); a
     network without them (StyleGAN2) is returned as it is."""
-    return G.with_impl("fast" if xla else "conv") if G.has_filtered_nonlinearities else G
+    return G.with_impl("fast" if xla else "conv") if G.config.has_layer_schedule else G
 
 
 def _psi_per_sample(psi, n):

@@ -110,7 +110,7 @@ def spectra(data, network, num, class_idx, outdir, name, seed, beta, interp):
 
 @main.command(reports=(ImportError, RuntimeError))
 @click.option("--cfg", type=click.Choice(sorted(n for n, p in PRESETS.items()
-                                                  if p.generator.has_filtered_nonlinearities)),
+                                                  if p.generator.has_layer_schedule)),
               default=TrainOptions.__dataclass_fields__["cfg"].default, show_default=True,
               help="Configuration")
 @click.option("--resolution", type=click.IntRange(min=1), default=1024, show_default=True,

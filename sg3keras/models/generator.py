@@ -50,8 +50,9 @@ class SynthesisNetwork(ConfigSerialization, keras.layers.Layer):
         self.schedule = synthesis_schedule(cfg)
         self.num_ws = self.schedule.num_ws
         spec = self.schedule.input
-        self._input_layer = SynthesisInput(cfg.w_dim, spec.channels, spec.size, spec.sampling_rate,
-                                    spec.bandwidth, seed=seed, name="input")
+        self._input_layer = SynthesisInput(
+            cfg.w_dim, spec.channels, spec.size, spec.sampling_rate, spec.bandwidth, seed=seed,
+            learned_transform=cfg.has_learned_input_transform, name="input")
         self.layer_names = [s.name for s in self.schedule.layers]
         self.synthesis_layers = [
             SynthesisLayer(cfg.w_dim, name=s.name, impl=impl, **s.layer_kwargs())

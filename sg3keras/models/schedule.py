@@ -15,6 +15,14 @@ Symbols (per layer ``i = 0..N``, ``N = num_layers``, ``R = img_resolution``):
 * ``f_h[i] = max(f_t[i], s[i]/2) - f_c[i]`` transition half-width;
 * ``sizes[i] = s[i] + 2 margin`` (the last two layers: ``R``), channels
   ``rint(min(channel_base/2 / f_c[i], channel_max))`` (the last one: ``img_channels``).
+
+``layer_schedule="octave"`` is the paper's configs E-H (Section 3.2, before "Flexible layer
+specifications"): StyleGAN2's layout of one layer at 4x4 and two per octave up to ``R``
+(``N = 2 log2(R) - 3``), ``s[i] = min(4 * 2**ceil(i/2), R)``; a critically sampled layer has
+``f_c = s/2`` and ``f_h = (sqrt(2) - 1) s/2`` (Section 3.2 "Boundaries and upsampling",
+config E), the others ``f_c = s/2 - f_h`` (so that ``f_c + f_h = s/2``: "Non-critical
+sampling", config G); the minimum stopband is then ``f_t = f_c + f_h``. Sizes, channels and
+geometry follow the same rules as above.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 __all__ = ["InputSpec", "LayerSpec", "SynthesisSchedule", "synthesis_schedule",
-           "parameter_counts"]
+           "parameter_counts", "octave_num_layers"]
 
 
 @dataclass(frozen=True)
@@ -115,9 +123,13 @@ def _layer_geometry(in_size, out_size, in_s, out_s, is_torgb, conv_kernel, filte
                 padding=(int(lo), int(hi), int(lo), int(hi)))
 
 
-def synthesis_schedule(cfg) -> SynthesisSchedule:
-    """Compute the StyleGAN3 synthesis schedule of ``cfg`` (a ``GeneratorConfig``)."""
-    n, res = int(cfg.num_layers), int(cfg.img_resolution)
+def octave_num_layers(img_resolution) -> int:
+    """``N`` of the octave layout (configs E-H): one layer at 4x4, two per octave up to ``R``."""
+    return 2 * (int(img_resolution).bit_length() - 1) - 3
+
+
+def _flexible_frequencies(cfg, n, res):
+    """Config T/R: geometric ``f_c`` / ``f_t`` progressions, ``s`` from the stopband."""
     if n <= cfg.num_critical:
         raise ValueError(f"num_layers ({n}) must exceed num_critical ({cfg.num_critical})")
     last_cutoff = res / 2
@@ -126,6 +138,37 @@ def synthesis_schedule(cfg) -> SynthesisSchedule:
     cutoffs = cfg.first_cutoff * (last_cutoff / cfg.first_cutoff) ** exponents
     stopbands = cfg.first_stopband * (last_stopband / cfg.first_stopband) ** exponents
     rates = np.exp2(np.ceil(np.log2(np.minimum(stopbands * 2, res))))
+    return cutoffs, stopbands, rates
+
+
+def _octave_frequencies(cfg, n, res):
+    """Configs E-H: ``s`` doubles every second layer; ``f_c`` critical or ``s/2 - f_h``."""
+    if res < 8 or n != octave_num_layers(res):
+        raise ValueError(f"layer_schedule 'octave' at img_resolution {res} needs num_layers = "
+                         f"2 log2(R) - 3 = {octave_num_layers(res)} and R >= 8, got "
+                         f"num_layers {n}")
+    if not 0 <= cfg.num_critical <= n:
+        raise ValueError(f"num_critical must be in [0, num_layers = {n}], got "
+                         f"{cfg.num_critical}")
+    idx = np.arange(n + 1)
+    rates = np.minimum(4.0 * np.exp2(np.ceil(idx / 2)), res)
+    half_widths = (np.sqrt(2) - 1) * rates / 2
+    critical = idx >= n - cfg.num_critical
+    cutoffs = np.where(critical, rates / 2, rates / 2 - half_widths)
+    return cutoffs, cutoffs + half_widths, rates
+
+
+def synthesis_schedule(cfg) -> SynthesisSchedule:
+    """Compute the synthesis schedule of ``cfg`` (a ``GeneratorConfig`` of the stylegan3
+    family, ``layer_schedule`` "flexible" or "octave")."""
+    n, res = int(cfg.num_layers), int(cfg.img_resolution)
+    kind = getattr(cfg, "layer_schedule", "flexible")
+    if kind == "flexible":
+        cutoffs, stopbands, rates = _flexible_frequencies(cfg, n, res)
+    elif kind == "octave":
+        cutoffs, stopbands, rates = _octave_frequencies(cfg, n, res)
+    else:
+        raise ValueError(f"layer_schedule: expected 'flexible' or 'octave', got {kind!r}")
     half_widths = np.maximum(stopbands, rates / 2) - cutoffs
     sizes = rates + cfg.margin_size * 2
     sizes[-2:] = res
@@ -178,7 +221,9 @@ def parameter_counts(cfg) -> dict:
         in_features = w
     sched = synthesis_schedule(cfg)
     c0 = sched.input.channels
-    synthesis = c0 * c0 + (w * 4 + 4)                         # weight + affine
+    synthesis = c0 * c0                                       # channel mixing weight
+    if cfg.has_learned_input_transform:
+        synthesis += w * 4 + 4                                # affine (config H on)
     buffers = w + 9 + 3 * c0                                  # w_avg, transform, freqs, phases
     for spec in sched.layers:
         k = spec.conv_kernel

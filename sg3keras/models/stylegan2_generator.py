@@ -1,7 +1,11 @@
 """The StyleGAN2 generator (official ``training/networks_stylegan2.py::Generator``), NHWC.
 
-Used by the ``stylegan2`` preset: 8-layer mapping network, learned 4x4 constant, noise inputs,
-``skip`` architecture. Same calling API as :class:`sg3keras.models.Generator`.
+Used by the ``stylegan2`` preset (config A of Alias-Free GAN): 8-layer mapping network, learned
+4x4 constant, noise inputs, ``skip`` architecture; and by the paper's configs B-D, which change
+it through :class:`~sg3keras.config.GeneratorConfig` fields (``const_input=False``: Fourier
+features; ``use_noise=False``; ``architecture="orig"``, ``mapping_layers=2`` and
+``magnitude_norm``: the simplified generator). Same calling API as
+:class:`sg3keras.models.Generator`.
 """
 
 import keras
@@ -41,10 +45,12 @@ class SynthesisNetwork2(ConfigSerialization, keras.layers.Layer):
         ws: ``[N, num_ws, w_dim]``; noise_mode: ``"random"`` (official default), ``"const"`` or
         ``"none"``; update_emas: accepted, unused (no running statistics in synthesis); noise:
         optional ``{layer name: [N, R, R, 1]}`` N(0, 1) draws for ``noise_mode="random"``
-        (names from :meth:`noise_inputs`; a missing layer draws its own); transform: must be
-        None -- there is no input transform (the keywords every generator's synthesis takes).
+        (names from :meth:`noise_inputs`; a missing layer draws its own); transform: the
+        ``[N, 3, 3]`` transform of a Fourier-feature input (configs B-D), None otherwise (the
+        keywords every generator's synthesis takes).
 
-    Returns images ``[N, R, R, img_channels]`` (float32, raw, unclamped).
+    Returns images ``[N, R, R, img_channels]`` (float32, unclamped; x ``output_scale`` with
+    ``magnitude_norm``).
     """
 
     _config_attrs = ()
@@ -63,6 +69,9 @@ class SynthesisNetwork2(ConfigSerialization, keras.layers.Layer):
                                     architecture=cfg.architecture,
                                     resample_filter=cfg.resample_filter,
                                     conv_clamp=cfg.conv_clamp, use_noise=cfg.use_noise,
+                                    fourier_input=not cfg.const_input,
+                                    magnitude_ema_beta=(cfg.magnitude_ema_beta
+                                                        if cfg.magnitude_norm else None),
                                     name=f"b{res}")
             self.ws_index.append(num_ws)
             num_ws += block.num_conv
@@ -71,6 +80,11 @@ class SynthesisNetwork2(ConfigSerialization, keras.layers.Layer):
         self.layer_names = [f"{block.name}.{layer.name}" for block in self.blocks
                             for layer in (block.conv0, block.conv1, block.torgb)
                             if layer is not None]
+
+    @property
+    def input(self):
+        """The Fourier-feature input (configs B-D; ``None`` with the learned constant)."""
+        return self.blocks[0].input
 
     def build(self, input_shape=None):
         for block in self.blocks:
@@ -89,9 +103,8 @@ class SynthesisNetwork2(ConfigSerialization, keras.layers.Layer):
         return out
 
     def call(self, ws, noise_mode="random", update_emas=False, noise=None, transform=None):
-        del update_emas
         check_noise_mode(noise_mode)
-        if transform is not None:
+        if transform is not None and self.input is None:
             raise ValueError("transform: this synthesis network has no input transform (it "
                              "starts from a learned 4x4 constant)")
         cfg = self.config
@@ -103,26 +116,37 @@ class SynthesisNetwork2(ConfigSerialization, keras.layers.Layer):
                 raise ValueError(f"noise: unknown layer(s) {unknown}; expected names from "
                                  f"noise_inputs(): {[n for n, _ in self.noise_inputs()]}")
         x = img = None
+        extra = dict(update_emas=True) if update_emas else {}
         for block, i in zip(self.blocks, self.ws_index):
             mine = None
             if noise:
                 prefix = block.name + "."
                 mine = {k[len(prefix):]: v for k, v in noise.items() if k.startswith(prefix)}
+            if transform is not None and block is self.blocks[0]:
+                extra["transform"] = transform
             x, img = block(x, img, ws[:, i:i + block.num_conv + block.num_torgb],
-                           noise_mode=noise_mode, noise=mine)
+                           noise_mode=noise_mode, noise=mine, **extra)
+            extra.pop("transform", None)
+        return self._scale(img)
+
+    def _scale(self, img):
+        """The simplified generator's output scale (config D; StyleGAN2 has none)."""
+        if self.config.magnitude_norm and self.config.output_scale != 1:
+            return img * self.config.output_scale
         return img
 
-    def layer_outputs(self, ws, noise_mode="const"):
+    def layer_outputs(self, ws, noise_mode="const", transform=None):
         """The forward pass, one block at a time: yields ``(block name, features)`` per block
         and ``"output"`` (the image ``call`` returns). Same ops as :meth:`call`."""
         check_noise_mode(noise_mode)
         ws = ops.cast(ws, "float32")
         x = img = None
         for block, i in zip(self.blocks, self.ws_index):
+            kw = dict(transform=transform) if transform is not None and i == 0 else {}
             x, img = block(x, img, ws[:, i:i + block.num_conv + block.num_torgb],
-                           noise_mode=noise_mode)
+                           noise_mode=noise_mode, **kw)
             yield block.name, x
-        yield "output", img
+        yield "output", self._scale(img)
 
     def compute_output_shape(self, ws_shape, *args, **kwargs):
         r = self.config.img_resolution

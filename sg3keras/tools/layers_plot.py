@@ -19,7 +19,7 @@ def resolve_config(cfg, img_resolution=None):
         from sg3keras.config import resolve_preset
         cfg = resolve_preset(cfg, img_resolution=img_resolution).generator
     cfg = getattr(cfg, "config", cfg)
-    if not cfg.has_filtered_nonlinearities:
+    if not cfg.has_layer_schedule:
         raise ValueError(f"the layer schedule exists for StyleGAN3 configs only (alias-free "
                          f"filtered layers), got family {cfg.family!r}")
     return cfg

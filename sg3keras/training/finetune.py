@@ -17,7 +17,7 @@ only a generator: G and G_ema start from it and D is freshly initialised (logged
 import dataclasses
 import os
 
-from ..config import PRESETS
+from ..config import PRESETS, ladder_name
 
 __all__ = ["load_init_networks", "cfg_name_of", "check_compatible", "init_architecture",
            "copy_weights", "recorded_options", "same_option", "FINETUNE_OVERRIDES"]
@@ -44,6 +44,9 @@ def load_init_networks(ref, log=print):
 
 def cfg_name_of(g_config):
     """The ``--cfg`` a generator config was built with."""
+    step = ladder_name(g_config)
+    if step is not None:
+        return step
     if g_config.family == "stylegan2":
         return "stylegan2"
     radial = g_config.use_radial_filters or g_config.conv_kernel == 1
@@ -127,7 +130,7 @@ def init_architecture(nets, cfg, opts):
     are not weights (EMA speed of the magnitude statistics for the new batch, ``--fp32``,
     ``--mbstd-group``, ``--freezed``)."""
     g = nets["G_ema"].config
-    if g.has_filtered_nonlinearities:
+    if g.has_magnitude_ema:
         g = dataclasses.replace(g, magnitude_ema_beta=cfg["generator"].magnitude_ema_beta)
     if opts.fp32:
         g = dataclasses.replace(g, conv_clamp=None, num_fp16_res=0)
