@@ -31,6 +31,8 @@ __all__ = [
     "PRESETS",
     "LADDER",
     "ladder_name",
+    "generator_at_resolution",
+    "octave_num_layers",
     "resolve_preset",
     "recommended_gamma",
     "magnitude_ema_beta_for_batch",
@@ -277,7 +279,14 @@ PRESETS = {
 # regularisation).
 _SRC_LADDER = "Alias-Free GAN, Figure 3 config {} (docs/PAPER.md, The ladder)"
 _A, _T = PRESETS["stylegan2"], PRESETS["stylegan3-t"]
-_OCTAVE_256 = 2 * 8 - 3        # octave layout at 256: one layer at 4x4, two per octave.
+
+
+def octave_num_layers(img_resolution) -> int:
+    """``N`` of the octave layout (configs E-H): one layer at 4x4, two per octave up to ``R``."""
+    return 2 * (int(img_resolution).bit_length() - 1) - 3
+
+
+_OCTAVE_256 = octave_num_layers(256)
 
 
 def _step(base, letter, loss=None, train=None, **fields):
@@ -325,13 +334,16 @@ def ladder_name(g) -> Optional[str]:
     return None
 
 
-def _octave_layers(g, img_resolution):
-    """The octave layout's layer count at a new resolution; "every layer critical" (E, F)
-    stays so, a number of critical high-resolution layers (G, H) stays that number."""
-    from math import log2
-    n = 2 * int(log2(img_resolution)) - 3
+def generator_at_resolution(g: GeneratorConfig, img_resolution: int) -> GeneratorConfig:
+    """``g`` at another output resolution. The octave layout (configs E-H) also changes its
+    layer count: "every layer critical" (E, F) stays so, a number of critical
+    highest-resolution layers (G, H) stays that number."""
+    out = dataclasses.replace(g, img_resolution=int(img_resolution))
+    if g.family != "stylegan3" or g.layer_schedule != "octave":
+        return out
+    n = octave_num_layers(img_resolution)
     crit = n if g.num_critical >= g.num_layers else min(g.num_critical, n)
-    return dataclasses.replace(g, num_layers=n, num_critical=crit)
+    return dataclasses.replace(out, num_layers=n, num_critical=crit)
 
 
 def resolve_preset(name: str, img_resolution: Optional[int] = None, batch: Optional[int] = None,
@@ -362,9 +374,7 @@ def resolve_preset(name: str, img_resolution: Optional[int] = None, batch: Optio
     if img_resolution is not None:
         if img_resolution < 4 or img_resolution & (img_resolution - 1):
             raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
-        g = dataclasses.replace(g, img_resolution=img_resolution)
-        if g.layer_schedule == "octave" and g.family == "stylegan3":
-            g = _octave_layers(g, img_resolution)
+        g = generator_at_resolution(g, img_resolution)
         d = dataclasses.replace(d, img_resolution=img_resolution)
         loss = dataclasses.replace(loss, r1_gamma=recommended_gamma(img_resolution))
     if batch is not None:

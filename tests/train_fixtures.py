@@ -18,9 +18,10 @@ def tiny_options(**kw):
 
 def tiny_gan_config(batch=8, mbstd_group=1, **kw):
     """The resolved config dict of :func:`sg3keras.training.loop.resolve_options`, 16 px, z=w=16."""
+    from sg3keras.config import generator_at_resolution
     from sg3keras.training.loop import resolve_options
     cfg = resolve_options(tiny_options(batch=batch, mbstd_group=mbstd_group, **kw))
-    g = dataclasses.replace(cfg["generator"], img_resolution=16, z_dim=16, w_dim=16)
+    g = dataclasses.replace(generator_at_resolution(cfg["generator"], 16), z_dim=16, w_dim=16)
     d = dataclasses.replace(cfg["discriminator"], img_resolution=16)
     cfg.update(generator=g, discriminator=d)
     return cfg

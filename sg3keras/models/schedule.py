@@ -32,6 +32,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from sg3keras.config import octave_num_layers
+
 __all__ = ["InputSpec", "LayerSpec", "SynthesisSchedule", "synthesis_schedule",
            "parameter_counts", "octave_num_layers"]
 
@@ -121,11 +123,6 @@ def _layer_geometry(in_size, out_size, in_s, out_s, is_torgb, conv_kernel, filte
     return dict(tmp_sampling_rate=float(tmp_s), conv_kernel=kernel, up_factor=up,
                 down_factor=down, up_taps=up_taps, down_taps=down_taps,
                 padding=(int(lo), int(hi), int(lo), int(hi)))
-
-
-def octave_num_layers(img_resolution) -> int:
-    """``N`` of the octave layout (configs E-H): one layer at 4x4, two per octave up to ``R``."""
-    return 2 * (int(img_resolution).bit_length() - 1) - 3
 
 
 def _flexible_frequencies(cfg, n, res):

@@ -26,8 +26,11 @@ def resolve_config(cfg, img_resolution=None):
 
 
 def _title(cfg):
-    kind = "-r" if getattr(cfg, "conv_kernel", 3) == 1 else "-t"
-    return f"stylegan3{kind} {cfg.img_resolution}px: per-layer frequency schedule"
+    from sg3keras.config import ladder_name
+    name = ladder_name(cfg)
+    if name is None:
+        name = "stylegan3-r" if getattr(cfg, "conv_kernel", 3) == 1 else "stylegan3-t"
+    return f"{name} {cfg.img_resolution}px: per-layer frequency schedule"
 
 
 def plot_layer_schedule(cfg, path, title=None, dpi=100):
