@@ -3,9 +3,9 @@
 For each config (stylegan3-t / -r), resolution and precision (``fp32``; ``bf16``: the
 command's ``--bf16``), a fresh process builds ``Generator.from_preset(cfg, img_resolution=R)``
 (official channel counts, fresh weights: no download), saves it, serves it as ``sg3keras
-visualize`` does (:func:`sg3keras.visualize.server.make_server` on 127.0.0.1, a free port) and
-asks ``/api/render`` for the output image: one start-up render (compiles the XLA stages), then
-``--frames`` renders of other seeds. Prints the machine, the load average, and per row the
+visualize`` does (the start-up render, which compiles the XLA stages, called directly as
+``serve`` does; then :func:`sg3keras.visualize.server.make_server` on 127.0.0.1, a free port)
+and asks ``/api/render`` for ``--frames`` renders of the output image of other seeds. Prints the machine, the load average, and per row the
 server's own render time (``ms`` of the reply: mapping, the synthesis one layer at a time, the
 PNG; the page shows it) for the first render and for each frame, the request's wall time
 (plus JSON and base64 of the picture), and peak RSS.
@@ -34,6 +34,7 @@ def child(cfg, res, precision, frames):
     import keras
 
     from sg3keras.models.generator import Generator
+    from sg3keras.visualize.render import parse_request, render
     from sg3keras.visualize.server import Network, make_server
     keras.utils.set_random_seed(0)
     G = Generator.from_preset(cfg, img_resolution=res, seed=0)
@@ -41,11 +42,13 @@ def child(cfg, res, precision, frames):
         path = os.path.join(tmp, f"{cfg}-{res}.keras")
         G.save(path)
         del G
-        srv = make_server([Network(path, bf16=precision == "bf16")])
+        net = Network(path, bf16=precision == "bf16")
+        first = render(net.G, net.ref, parse_request({}, [net.info]))   # as serve() starts
+        srv = make_server([net])
         threading.Thread(target=srv.serve_forever, daemon=True).start()
-        rows = []
+        rows = [(first["ms"], None, first["width"])]
         try:
-            for seed in range(frames + 1):
+            for seed in range(1, frames + 1):
                 t0 = time.perf_counter()
                 with urllib.request.urlopen(f"{srv.url}api/render?seed={seed}",
                                             timeout=1800) as r:
