@@ -128,6 +128,36 @@ def test_a_dragged_seed_interpolates_w_and_style_mixing_changes_the_image(server
     np.testing.assert_array_equal(again, a)      # an empty range mixes nothing
 
 
+def test_seed_weights_are_the_bilinear_weights_of_the_lattice_seeds_around():
+    from sg3keras.visualize.render import seed_weights
+    assert seed_weights(2, 0) == [(2, 1.0)]
+    assert seed_weights(2.5, 0) == [(2, 0.5), (3, 0.5)]
+    assert seed_weights(7, 3) == [(307, 1.0)]
+    got = dict(seed_weights(0.25, 1.75))
+    assert got == pytest.approx({100: 0.75 * 0.25, 200: 0.75 * 0.75, 101: 0.25 * 0.25,
+                                 201: 0.25 * 0.75})
+
+
+def test_a_2d_latent_position_blends_the_four_neighbouring_seeds(server, nets):
+    from sg3keras.networks.loading import load_network
+    from sg3keras.utils import to_uint8, z_from_seed
+    on_lattice = _render(server, "seed=3&seed_y=1&psi=0.7")      # the point (3, 1): seed 103
+    plain = _render(server, "seed=103&psi=0.7")
+    assert on_lattice["image"] == plain["image"] and on_lattice["seed"] == 103
+    assert " --seeds 103 " in on_lattice["command"]
+    got = _render(server, "seed=3.25&seed_y=0.5&psi=0.7")
+    assert got["command"] is None and got["seed"] is None
+    G = load_network(nets["t"])
+    w = {s: np.asarray(G.mapping(z_from_seed(s, 16), None, truncation_psi=0.7), np.float64)
+         for s in (3, 4, 103, 104)}
+    ws = 0.375 * w[3] + 0.125 * w[4] + 0.375 * w[103] + 0.125 * w[104]
+    want = to_uint8(G.synthesize(ws.astype(np.float32))[0])
+    diff = np.abs(_pixels(got["image"]).astype(int) - want.astype(int))
+    assert diff.max() <= 1, diff.max()                # float rounding of the blend at most
+    along_x = _pixels(_render(server, "seed=3.25&psi=0.7")["image"])
+    assert np.abs(along_x.astype(int) - want.astype(int)).max() > 1     # y counts
+
+
 @pytest.mark.parametrize("move", ["net=0&tx=0.25&ty=-0.125", "net=1&rot=90&tx=0.125"])
 def test_untransform_moves_the_output_back(server, move):
     net = move.split("&")[0]
@@ -225,6 +255,9 @@ BAD = [
     ("/api/render?seed=-1", "seed: expected 0.."),
     ("/api/render?seed=inf", "seed: expected 0.."),
     ("/api/render?seed=1&seed=2", "seed: given more than once"),
+    ("/api/render?seed_y=-0.5", "seed_y: expected 0.."),
+    ("/api/render?seed_y=99999999", "seed_y: expected 0.."),
+    ("/api/render?seed_y=nan", "seed_y: expected 0.."),
     ("/api/render?psi=7", "psi: expected -2.0..2.0"),
     ("/api/render?cutoff=99", "cutoff: expected 0.."),
     ("/api/render?layer=..%2F..%2Fsetup.cfg", "layer: expected one of"),
@@ -349,6 +382,33 @@ def test_too_many_waiting_clients_and_rate_limit():
     assert limit.allow("b")
 
 
+def test_open_connections_are_bounded(server):
+    import socket
+    from sg3keras.visualize.server import VisualizerServer
+    small = VisualizerServer(("127.0.0.1", 0), server.networks, max_connections=2)
+    thread = threading.Thread(target=small.serve_forever, kwargs=dict(poll_interval=0.1),
+                              daemon=True)
+    thread.start()
+    held = [socket.create_connection(small.server_address, timeout=TIMEOUT) for _ in range(2)]
+    try:
+        # accepted in order: the two held connections took both slots before this one
+        status, ctype, body = _get(small, "/api/networks")
+        assert status == 503 and ctype == "application/json"
+        assert "more than 2 open connections" in json.loads(body)["error"]
+    finally:
+        for s in held:
+            s.close()
+    for _ in range(100):                      # the held connections' threads end (bounded)
+        status = _get(small, "/api/networks")[0]
+        if status == 200:
+            break
+        time.sleep(0.1)
+    small.shutdown()
+    small.server_close()
+    thread.join(10)
+    assert status == 200
+
+
 # ------------------------------------------------------------------------------ command
 
 def test_serve_prints_the_url_and_warns_off_loopback(nets):
@@ -368,10 +428,54 @@ def test_serve_prints_the_url_and_warns_off_loopback(nets):
     assert "open http://127.0.0.2:" in lines[1] and "ssh -L" in lines[1]
 
 
-def test_help_names_the_ssh_tunnel():
+def test_help_names_the_ssh_tunnel_and_bf16():
     from helpers import run_cli
     r = run_cli("visualize", "--help")
-    assert r.exit_code == 0 and "ssh -L 8000:127.0.0.1:8000 host" in " ".join(r.stdout.split())
+    text = " ".join(r.stdout.split())
+    assert r.exit_code == 0 and "ssh -L 8000:127.0.0.1:8000 host" in text
+    assert "--bf16" in text and "avx512_bf16 or AMX" in text
+
+
+# ------------------------------------------------------------------------------ --bf16
+
+def test_cpu_flags_and_the_bf16_warning(tmp_path):
+    from sg3keras.visualize.precision import bf16_warning, cpu_flags
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx2 avx512_bf16\n\n"
+                    "processor\t: 1\nflags\t\t: fpu avx2 avx512_bf16\n")
+    assert cpu_flags(str(info)) == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_flags(str(tmp_path / "absent")) == set()
+    assert bf16_warning({"avx2", "avx512_bf16"}) is None
+    assert bf16_warning({"avx2", "amx_bf16", "amx_tile"}) is None
+    note = bf16_warning({"avx2", "avx512f"})
+    assert note.startswith("warning: --bf16:") and "neither avx512_bf16 nor AMX" in note
+
+
+def test_bf16_renders_stylegan3_in_bfloat16_and_stylegan2_in_float32(nets, monkeypatch):
+    import keras
+
+    from sg3keras.visualize import precision
+    from sg3keras.visualize.render import parse_request, render
+    from sg3keras.visualize.server import Network, serve
+    from sg3keras.utils import z_from_seed
+    fp32, bf16 = Network(nets["t"]), Network(nets["t"], bf16=True)
+    assert (fp32.info["precision"], bf16.info["precision"]) == ("float32", "bfloat16")
+    assert keras.config.dtype_policy().name == "float32"          # set only while building
+    ws = np.asarray(fp32.G.mapping(z_from_seed(2, 16), None), np.float32)
+    dtypes = [x.dtype.name for _, x in bf16.G.layer_outputs(ws)]
+    assert dtypes[1] == "bfloat16" and dtypes[-1] == "float32"
+    assert {x.dtype.name for _, x in fp32.G.layer_outputs(ws)} == {"float32"}
+    a, b = (render(n.G, n.ref, parse_request({"seed": "2"}, [n.info]))["png"]
+            for n in (fp32, bf16))
+    pa, pb = (np.asarray(PIL.Image.open(io.BytesIO(x))).astype(int) for x in (a, b))
+    assert a != b and np.abs(pa - pb).mean() < 8        # the same image, to bfloat16 accuracy
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2"})
+    lines = []
+    serve([nets["t"], nets["g2"]], port=0, bf16=True, log=lines.append,
+          ready=lambda srv: threading.Thread(target=srv.shutdown, daemon=True).start())
+    assert "neither avx512_bf16 nor AMX" in lines[0]
+    assert lines[1] == f"warning: --bf16: {nets['g2']} is a StyleGAN2 network; it renders in " \
+                       "float32"
 
 
 # ------------------------------------------------------------------------------ the page
@@ -413,13 +517,15 @@ def test_the_page_in_a_real_browser(server):
             f"sg3keras generate --network {server.networks[0].ref} --seeds 5 --trunc 1 "
             "--translate 0.25,0 --outdir out")
         from selenium.webdriver.common.action_chains import ActionChains
-        pad = drv.find_element("id", "seed-pad")      # drag: half-way to the next seed
-        ActionChains(drv).click_and_hold(pad).move_by_offset(25, 0).move_by_offset(25, 0) \
+        pad = drv.find_element("id", "seed-pad")      # drag in 2-D: 100 px per seed
+        ActionChains(drv).click_and_hold(pad).move_by_offset(25, 0).move_by_offset(25, 25) \
             .release().perform()
-        q = browser.wait_shown(drv, ["seed=5.5", "tx=0.25", "layer=output"])
+        q = browser.wait_shown(drv, ["seed=5.5", "seed_y=0.25", "tx=0.25", "layer=output"])
         np.testing.assert_array_equal(_pixels(drv.find_element("id", "view").get_attribute(
             "src")), _pixels(_render(server, q)["image"]))
         assert drv.find_element("id", "command").text.startswith("(no sg3keras generate")
+        assert drv.find_element("id", "seed").get_attribute("value") == "6"   # the nearest
+        assert "(float32)" in drv.find_element("id", "time").text
     finally:
         drv.quit()
 

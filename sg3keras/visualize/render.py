@@ -2,8 +2,9 @@
 
 A request (:func:`parse_request`) names a network by its id and every view setting; anything
 else, out of range or of the wrong type is a :class:`RequestError` (HTTP 400). :func:`render`
-maps the latent (seed, dragged continuously between neighbouring seeds as a linear
-interpolation of their w's, truncation psi / cutoff, style mixing), sets the StyleGAN3 input
+maps the latent (a position on the official visualizer's 2-D seed lattice, dragged
+continuously: the w's of the four neighbouring seeds blended bilinearly; truncation psi /
+cutoff, style mixing), sets the StyleGAN3 input
 transform, runs the synthesis one layer at a time (:meth:`GeneratorBase.layer_outputs`, timing
 each) and draws the chosen layer: its channels, their FFT magnitude, or the equivariance map of
 the current latent (the EQ-T / EQ-R metric's own operators and PSNR, through
@@ -21,10 +22,12 @@ import numpy as np
 from sg3keras.utils import to_uint8, z_from_seed
 
 __all__ = ["RequestError", "parse_request", "render", "layer_table", "network_info",
-           "MAX_SIDE", "SELECTIONS"]
+           "seed_weights", "MAX_SIDE", "SELECTIONS", "STEP_Y"]
 
 MAX_SIDE = 2048          # largest picture side a request may ask for (zoom x layer size)
-MAX_SEED = 2 ** 31 - 2   # the largest seed whose neighbour is still a valid RandomState seed
+MAX_SEED = 2 ** 31 - 2   # largest x of a latent position (seed_x + 1 is still a seed)
+MAX_SEED_Y = 2 ** 24     # largest y: x + 1 + STEP_Y * (y + 1) stays below 2**32 (RandomState)
+STEP_Y = 100             # the lattice point (x, y) is seed x + STEP_Y * y (as the official one)
 SELECTIONS = ("rgb", "one", "range", "energy")
 EQ_KINDS = ("", "int", "frac", "rot")
 
@@ -54,7 +57,7 @@ def _choice(q, key, choices, default):
     return raw
 
 
-KNOWN = {"net", "seed", "psi", "cutoff", "class", "mix_seed", "mix_lo", "mix_hi", "noise", "tx",
+KNOWN = {"net", "seed", "seed_y", "psi", "cutoff", "class", "mix_seed", "mix_lo", "mix_hi", "noise", "tx",
          "ty", "rot", "layer", "sel", "ch", "ch_end", "zoom", "fft", "eq", "eq_tx", "eq_ty",
          "eq_rot", "untransform", "client"}
 
@@ -70,6 +73,7 @@ def parse_request(q, nets):
     info = nets[p["net"]]
     num_ws = info["num_ws"]
     p.update(seed=_number(q, "seed", float, 0, MAX_SEED, 0),
+             seed_y=_number(q, "seed_y", float, 0, MAX_SEED_Y, 0),
              psi=_number(q, "psi", float, -2.0, 2.0, 1.0),
              cutoff=_number(q, "cutoff", int, 0, num_ws, num_ws),
              mix_seed=_number(q, "mix_seed", int, 0, MAX_SEED, 0),
@@ -154,14 +158,37 @@ def _ws(G, seed, psi, cutoff, class_idx):
                               truncation_cutoff=cutoff), np.float32)
 
 
+def seed_weights(x, y=0.0):
+    """``[(seed, weight)]``: the lattice points around latent position ``(x, y)`` with a
+    nonzero bilinear weight; the point ``(i, j)`` is seed ``i + STEP_Y * j``. An integer
+    position is one seed with weight 1."""
+    i, j = math.floor(x), math.floor(y)
+    fx, fy = x - i, y - j
+    out = []
+    for di, wx in ((0, 1.0 - fx), (1, fx)):
+        for dj, wy in ((0, 1.0 - fy), (1, fy)):
+            if wx * wy > 0:
+                out.append((int(i + di + STEP_Y * (j + dj)), wx * wy))
+    return out
+
+
+def position_seed(p):
+    """The seed of the request's latent position, or None between lattice points."""
+    if p["seed"] != int(p["seed"]) or p["seed_y"] != int(p["seed_y"]):
+        return None
+    return int(p["seed"]) + STEP_Y * int(p["seed_y"])
+
+
 def latent_ws(G, p):
-    """The ws of the request: the seed's (a fractional seed interpolates linearly between the
-    w's of its two neighbouring seeds), with the mixing seed's ws at ``mix_lo:mix_hi``."""
-    base, frac = int(math.floor(p["seed"])), p["seed"] - math.floor(p["seed"])
-    ws = _ws(G, base, p["psi"], p["cutoff"], p["class"])
-    if frac > 0:
-        ws = ws * np.float32(1 - frac) + _ws(G, base + 1, p["psi"], p["cutoff"],
-                                            p["class"]) * np.float32(frac)
+    """The ws of the request: the w's of the seeds around its latent position blended
+    bilinearly (:func:`seed_weights`; truncation is linear, so blending truncated w's is
+    truncating the blend), with the mixing seed's ws at ``mix_lo:mix_hi``."""
+    parts = [(_ws(G, s, p["psi"], p["cutoff"], p["class"]), wt)
+             for s, wt in seed_weights(p["seed"], p["seed_y"])]
+    if len(parts) == 1:
+        ws = parts[0][0]
+    else:
+        ws = sum(w.astype(np.float64) * wt for w, wt in parts).astype(np.float32)
     if p["mix_hi"] > p["mix_lo"]:
         mix = _ws(G, p["mix_seed"], p["psi"], p["cutoff"], p["class"])
         ws[:, p["mix_lo"]:p["mix_hi"]] = mix[:, p["mix_lo"]:p["mix_hi"]]
@@ -263,11 +290,12 @@ def png_bytes(img):
 
 def generate_command(ref, p):
     """The ``sg3keras generate`` command line of the request, or None where it has none
-    (fractional seed, style mixing, truncation cutoff, untransform)."""
-    if p["seed"] != int(p["seed"]) or p["mix_hi"] > p["mix_lo"] or \
-            p["cutoff"] < p["_num_ws"] or p["untransform"]:
+    (between seeds, style mixing, truncation cutoff, untransform)."""
+    seed = position_seed(p)
+    if seed is None or p["mix_hi"] > p["mix_lo"] or p["cutoff"] < p["_num_ws"] or \
+            p["untransform"]:
         return None
-    parts = ["sg3keras generate", f"--network {ref}", f"--seeds {int(p['seed'])}",
+    parts = ["sg3keras generate", f"--network {ref}", f"--seeds {seed}",
              f"--trunc {p['psi']:g}"]
     if p["class"] is not None:
         parts.append(f"--class {p['class']}")
@@ -283,7 +311,8 @@ def generate_command(ref, p):
 def render(G, ref, p):
     """Render request ``p`` (from :func:`parse_request`) with ``G``: a dict with the picture
     (``png`` bytes, ``width``, ``height``), ``ms`` (the whole render), per-layer ``times``,
-    the layer's ``shape``, ``psnr`` (with ``eq``) and ``command`` (:func:`generate_command`)."""
+    the layer's ``shape``, ``psnr`` (with ``eq``), ``seed`` (the position's seed, None between
+    seeds) and ``command`` (:func:`generate_command`)."""
     t0 = time.perf_counter()
     ws = latent_ws(G, p)
     transform = G.has_input_transform
@@ -309,7 +338,7 @@ def render(G, ref, p):
         img = np.repeat(np.repeat(img, p["zoom"], axis=0), p["zoom"], axis=1)
     return dict(png=png_bytes(img), width=int(img.shape[1]), height=int(img.shape[0]),
                 ms=round((time.perf_counter() - t0) * 1000, 1), times=times,
-                shape=[int(v) for v in x.shape], psnr=psnr,
+                shape=[int(v) for v in x.shape], psnr=psnr, seed=position_seed(p),
                 command=generate_command(ref, dict(p, _num_ws=int(G.num_ws))))
 
 

@@ -7,7 +7,8 @@ allowed, by id, with their layer tables; ``stale`` when a training run has a new
 parameter; JSON with the picture as a PNG data URL); ``/api/reload?net=..`` (a training run's
 newest snapshot). A bad request is HTTP 400 with one JSON line ``{"error": "..."}``; renders
 run on one worker thread, newest request per client first (:class:`LatestOnly`; a replaced
-one is answered 409), and each client address gets at most :data:`RATE` requests a second.
+one is answered 409), each client address gets at most :data:`RATE` requests a second and
+at most :data:`MAX_CONNECTIONS` connections are open at once.
 """
 
 import importlib.resources
@@ -18,11 +19,12 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from sg3keras.visualize.precision import as_bf16, bf16_warning
 from sg3keras.visualize.queue import Busy, LatestOnly, Superseded
 from sg3keras.visualize.render import (RequestError, as_json, network_info, parse_request,
                                        render)
 
-__all__ = ["Network", "VisualizerServer", "make_server", "STATIC", "RATE"]
+__all__ = ["Network", "VisualizerServer", "make_server", "STATIC", "RATE", "MAX_CONNECTIONS"]
 
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
           "/index.html": ("index.html", "text/html; charset=utf-8"),
@@ -30,21 +32,28 @@ STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
           "/style.css": ("style.css", "text/css; charset=utf-8")}
 RATE = 40             # requests per second and client address (burst: 2 seconds' worth)
 MAX_QUERY = 4096      # characters of a query string
+MAX_CONNECTIONS = 64  # connections open at once (each holds a thread while it lasts)
 
 
 class Network:
     """One network the command line allowed: its reference, the loaded generator, the file it
-    came from (a training run follows its newest snapshot: :meth:`stale`, :meth:`reload`)."""
+    came from (a training run follows its newest snapshot: :meth:`stale`, :meth:`reload`).
+    ``bf16``: StyleGAN3 generators compute in bfloat16 (:func:`as_bf16`); StyleGAN2 ones stay
+    float32 (``info["precision"]`` says which)."""
 
-    def __init__(self, ref):
-        self.ref = str(ref)
+    def __init__(self, ref, bf16=False):
+        self.ref, self.bf16 = str(ref), bool(bf16)
         self.reload()
 
     def reload(self):
-        from sg3keras.networks.loading import load_network, locate_network
-        self.path = locate_network(self.ref)[0]
-        self.G = load_network(self.ref)
-        self.info = network_info(self.G, self.ref)
+        from sg3keras.networks.loading import load_networks
+        loaded = load_networks(self.ref)       # the file it read: no race with a new snapshot
+        path, G = loaded["source"], loaded["G_ema"]
+        precision = "float32"
+        if self.bf16 and G.config.family == "stylegan3":
+            G, precision = as_bf16(G), "bfloat16"
+        info = dict(network_info(G, self.ref), precision=precision)
+        self.path, self.G, self.info = path, G, info       # all three or none
         self.loaded_at = time.time()
 
     def stale(self):
@@ -81,16 +90,45 @@ class _HTTPError(Exception):
 
 
 class VisualizerServer(ThreadingHTTPServer):
-    """The server: ``networks`` (a list of :class:`Network`), the render worker, the limits."""
+    """The server: ``networks`` (a list of :class:`Network`), the render worker, the limits
+    (``rate`` requests a second per client address, ``max_connections`` open at once: one
+    more is answered 503 and closed, so no client can pile up threads)."""
 
     daemon_threads = True
     request_queue_size = 64
 
-    def __init__(self, address, networks, rate=RATE):
+    def __init__(self, address, networks, rate=RATE, max_connections=MAX_CONNECTIONS):
         self.networks = list(networks)
         self.renders = LatestOnly()
         self.limit = _RateLimit(rate)
+        self.max_connections = int(max_connections)
+        self._slots = threading.BoundedSemaphore(self.max_connections)
         super().__init__(address, _Handler)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            body = json.dumps({"error": f"more than {self.max_connections} open connections; "
+                                        "close some"}).encode() + b"\n"
+            try:
+                request.settimeout(1.0)
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+                                b"application/json\r\nConnection: close\r\nContent-Length: "
+                                + str(len(body)).encode() + b"\r\n\r\n" + body)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     @property
     def url(self):
@@ -207,16 +245,22 @@ def make_server(networks, host="127.0.0.1", port=0):
     return VisualizerServer((host, int(port)), networks)
 
 
-def serve(refs, host="127.0.0.1", port=8000, log=print, ready=None):
+def serve(refs, host="127.0.0.1", port=8000, log=print, ready=None, bf16=False):
     """Load ``refs`` (anything ``--network`` accepts), render one frame of each (the first
     render compiles the generator's XLA stages), then serve on ``host:port`` until interrupted.
-    ``log`` gets the URL line (and a warning for a host other than the loopback address);
+    ``log`` gets the URL line (and warnings: a host other than the loopback address; ``bf16``
+    on a CPU without bfloat16 arithmetic, or for a StyleGAN2 network, which stays float32);
     ``ready(server)`` is called once the server listens."""
     if not refs:
         raise ValueError("--network: give at least one network")
+    note = bf16_warning() if bf16 else None
+    if note:
+        log(note)
     networks = []
     for ref in refs:
-        net = Network(ref)
+        net = Network(ref, bf16=bf16)
+        if bf16 and net.info["precision"] != "bfloat16":
+            log(f"warning: --bf16: {ref} is a StyleGAN2 network; it renders in float32")
         render(net.G, net.ref, parse_request({}, [net.info]))      # compile once, up front
         networks.append(net)
     try:

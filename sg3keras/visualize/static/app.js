@@ -4,7 +4,8 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 const client = Math.random().toString(36).slice(2, 10);
-let nets = [], busy = false, again = false, animTimer = null;
+const STEP_Y = 100;   // the latent lattice point (x, y) is seed x + 100 y, as the official one
+let nets = [], busy = false, again = false, animTimer = null, pos = {x: 0, y: 0};
 
 function info() { return nets[Number($("net").value)] || nets[0]; }
 
@@ -40,7 +41,8 @@ function setupNetwork() {
 function query() {
   const n = info(), q = new URLSearchParams();
   q.set("net", $("net").value);
-  q.set("seed", Number($("seed-shown").textContent).toString());
+  q.set("seed", Number(pos.x.toFixed(4)).toString());
+  if (pos.y > 0) q.set("seed_y", Number(pos.y.toFixed(4)).toString());
   q.set("psi", $("psi").value);
   if (Number($("cutoff").value) < n.num_ws) q.set("cutoff", $("cutoff").value);
   if (n.c_dim > 0) q.set("class", $("class").value);
@@ -70,9 +72,9 @@ function show(data, q) {
   view.dataset.query = q;
   $("save").href = data.image;
   $("res").textContent = data.width + "x" + data.height + " (layer " + data.shape.join("x") + ")";
-  $("time").textContent = "render " + data.ms.toFixed(0) + " ms";
+  $("time").textContent = "render " + data.ms.toFixed(0) + " ms (" + (info().precision || "float32") + ")";
   $("psnr").textContent = data.psnr === null ? "" : "PSNR " + data.psnr.toFixed(2) + " dB";
-  $("command").textContent = data.command || "(no sg3keras generate equivalent: fractional seed, style mixing or cutoff)";
+  $("command").textContent = data.command || "(no sg3keras generate equivalent: between seeds, style mixing, cutoff or untransform)";
   for (const tr of $("table").tBodies[0].rows) {
     const ms = data.times[tr.dataset.layer];
     tr.cells[6].textContent = ms === undefined ? "" : ms.toFixed(1);
@@ -104,19 +106,21 @@ function changed() {
   render();
 }
 
-function setSeed(v) {
-  v = Math.max(0, v);
-  $("seed-shown").textContent = v.toFixed(2);
-  $("seed").value = Math.floor(v);
+// The latent position (x, y): the server blends the w's of the four lattice seeds around it
+// bilinearly. The seed field shows the nearest seed; typing a seed moves to (seed, 0).
+function setPos(x, y) {
+  pos = {x: Math.max(0, x), y: Math.max(0, y)};
+  $("seed-shown").textContent = "x " + pos.x.toFixed(2) + ", y " + pos.y.toFixed(2);
+  $("seed").value = Math.round(pos.x) + STEP_Y * Math.round(pos.y);
   changed();
 }
 
-function dragPad() {
+function dragPad() {   // 100 px per seed, in x and in y
   const pad = $("seed-pad");
-  let x0 = null, s0 = 0;
-  pad.addEventListener("pointerdown", (e) => { x0 = e.clientX; s0 = Number($("seed-shown").textContent); pad.setPointerCapture(e.pointerId); });
-  pad.addEventListener("pointermove", (e) => { if (x0 !== null) setSeed(s0 + (e.clientX - x0) / 100); });
-  pad.addEventListener("pointerup", () => { x0 = null; });
+  let start = null;
+  pad.addEventListener("pointerdown", (e) => { start = {cx: e.clientX, cy: e.clientY, x: pos.x, y: pos.y}; pad.setPointerCapture(e.pointerId); });
+  pad.addEventListener("pointermove", (e) => { if (start) setPos(start.x + (e.clientX - start.cx) / 100, start.y + (e.clientY - start.cy) / 100); });
+  for (const end of ["pointerup", "pointercancel"]) pad.addEventListener(end, () => { start = null; });
 }
 
 async function loadNetworks(keep) {
@@ -150,15 +154,15 @@ async function poll() {
 function main() {
   for (const el of document.querySelectorAll("#controls input, #controls select")) {
     if (el.id === "autoreload" || el.id === "animate") continue;
-    el.addEventListener("input", () => { if (el.id === "seed") { setSeed(Number(el.value)); } else { changed(); } });
+    el.addEventListener("input", () => { if (el.id === "seed") { setPos(Number(el.value), 0); } else { changed(); } });
   }
   $("net").addEventListener("change", () => { setupNetwork(); changed(); });
-  $("random").onclick = () => setSeed(Math.floor(Math.random() * 100000));
+  $("random").onclick = () => setPos(Math.floor(Math.random() * 100000), 0);
   $("reset-transform").onclick = () => { for (const k of ["tx", "ty", "rot"]) $(k).value = 0; changed(); };
   $("reload").onclick = reload;
   $("animate").onchange = () => {
     clearInterval(animTimer);
-    if ($("animate").checked) animTimer = setInterval(() => { if (!busy) setSeed(Number($("seed-shown").textContent) + 0.05); }, 50);
+    if ($("animate").checked) animTimer = setInterval(() => { if (!busy) setPos(pos.x + 0.05, pos.y); }, 50);
   };
   dragPad();
   setInterval(poll, 5000);
