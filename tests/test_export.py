@@ -55,11 +55,11 @@ def _tiny(preset, c_dim=0, seed=0):
     return G
 
 
-def _tiny_sg2(seed=4):
+def _tiny_sg2(seed=4, preset="stylegan2"):
     import keras
     from sg3keras.models.stylegan2_generator import StyleGAN2Generator
     keras.utils.set_random_seed(seed)
-    G = StyleGAN2Generator.from_preset("stylegan2", **TINY)
+    G = StyleGAN2Generator.from_preset(preset, **TINY)
     for v in G.weights:          # images mostly inside [-1, 1] (not saturated)
         if "torgb" in v.path and v.path.endswith("weight") and "affine" not in v.path:
             v.assign(v.numpy() * 0.4)
@@ -158,10 +158,9 @@ def _requests_for(alias, G, rng):
         truncation_psi=np.float32(0.7))
     ws = np.asarray(G.mapping(z, c, truncation_psi=0.6))
     add("mapping", {"ws": ws}, z=z, truncation_psi=np.float32(0.6))
-    raw = np.asarray(G.synthesis(ws, **({} if hasattr(G.synthesis, "input") else
-                                        {"noise_mode": "const"})))
+    raw = np.asarray(G.synthesis(ws, **({"noise_mode": "const"} if G.has_noise else {})))
     add("synthesis", {"images_raw": raw, "images": _uint8(raw)}, with_c=False, ws=ws)
-    if hasattr(G.synthesis, "input"):          # StyleGAN3 only
+    if G.has_input_transform:                  # Fourier-feature input (configs B-R)
         from sg3keras.utils import z_from_seed
         tr = np.array([[0.0, 0.0], [0.125, -0.25], [-0.3, 0.05]], np.float32)
         rot = np.array([0.0, 10.0, -45.0], np.float32)
@@ -192,7 +191,9 @@ def exported(tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
     nets = {"t": _tiny("stylegan3-t", seed=1), "tc": _tiny("stylegan3-t", c_dim=3, seed=2),
             "r": _tiny("stylegan3-r", seed=3),
-            "sg2": _tiny_sg2()}
+            "sg2": _tiny_sg2(),
+            # The ladder: a StyleGAN2 layout with a Fourier input (B), the octave schedule (H).
+            "lb": _tiny_sg2(seed=5, preset="config-b"), "lh": _tiny("config-h", seed=6)}
     dirs = {a: export_savedmodel(G, out / "models", a) for a, G in nets.items()}
     nets["txla"] = nets["t"]                   # sg3keras export --xla: XLA-compiled stages
     dirs["txla"] = export_savedmodel(nets["t"], out / "models", "txla", xla=True)
@@ -256,7 +257,7 @@ def test_graph_is_stock_tensorflow_without_xla(exported):
         assert "DepthwiseConv2dNative" in exported["report"]["models"][alias]["scan"]["op_types"]
 
 
-@pytest.mark.parametrize("alias", ["t", "tc", "r", "sg2", "pkl", "txla"])
+@pytest.mark.parametrize("alias", ["t", "tc", "r", "sg2", "pkl", "txla", "lb", "lh"])
 def test_signatures_reproduce_keras(exported, alias):
     got, want = exported["got"], exported["want"]
     errors = exported["report"]["models"][alias]["errors"]
