@@ -25,7 +25,8 @@ def _TRAIN(name):
 @outdir_option(_REQUIRED + " Where runs go", required=False)
 @click.option("--cfg", type=click.Choice(sorted(PRESETS)),
               help="[required unless --resume: a run directory or a network has its own] Base "
-                   "configuration")
+                   "configuration (config-a ... config-r: the paper's Figure 3 ladder, "
+                   "docs/PAPER.md)")
 @click.option("--data", type=click.Path(exists=True), help=_REQUIRED + " Dataset zip or folder")
 @click.option("--gpus", type=click.IntRange(min=1), help=_REQUIRED + " Number of GPUs/replicas")
 @click.option("--batch", type=click.IntRange(min=1), help=_REQUIRED + " Total batch size")
