@@ -172,7 +172,7 @@ def table(results, a, letters):
                     _fmt(avg("eqt"), ".2f"), _fmt(avg("eqt_frac"), ".2f"),
                     _fmt(avg("eqr"), ".2f")]
         fid, eqt, eqr = PAPER[x]
-        row.append(f"{fid} / {_fmt(eqt, '.2f')} / {_fmt(eqr, '.2f')}")
+        row.append(f"{fid:.2f} / {_fmt(eqt, '.2f')} / {_fmt(eqr, '.2f')}")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -195,6 +195,8 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-ladder.json"))
     ap.add_argument("--workdir", default=os.path.join(ROOT, "bench-ladder"))
     ap.add_argument("--fresh", action="store_true")
+    ap.add_argument("--table", action="store_true",
+                    help="only print the table of the results cached in --out")
     a = ap.parse_args(argv)
     from machine import cpu_summary
     print(cpu_summary(probe=False), flush=True)
@@ -207,7 +209,11 @@ def main(argv=None):
     if os.path.exists(a.out) and not a.fresh:
         with open(a.out) as f:
             results = json.load(f)
-    settings = {k: v for k, v in vars(a).items() if k not in ("configs", "fresh", "out")}
+    settings = {k: v for k, v in vars(a).items()
+                if k not in ("configs", "fresh", "out", "table")}
+    if a.table:
+        print(table(results, argparse.Namespace(**results.get("settings", settings)), letters))
+        return
     if results.get("settings", settings) != settings:
         sys.exit(f"{a.out} holds results for other settings; pass --fresh or another --out")
     results["settings"] = settings
