@@ -308,3 +308,20 @@ def test_fid_statistics_cache_follows_sg3keras_cache(tmp_path, monkeypatch):
                                  None)
     assert Detector.calls == 1          # the second time from the cache
     np.testing.assert_array_equal(again.raw_mean, stats.raw_mean)
+
+
+def test_resume_drops_metric_records_of_snapshots_after_the_checkpoint(tmp_path):
+    """Going back to an older checkpoint (the newest was damaged) leaves metric records of
+    snapshots whose ticks run again: they go, as the stats.jsonl lines of those ticks do."""
+    from sg3keras.training.ticks import prepare_resume
+    recs = [{"results": {"fid50k_full": v}, "snapshot_pkl": f"network-snapshot-{tag}.keras"}
+            for v, tag in [(9.0, "000000.016"), (8.0, "000000.032"), (7.0, "000000.048")]]
+    path = tmp_path / "metric-fid50k_full.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"results": ')
+    other = tmp_path / "metric-kid50k_full.jsonl"
+    other.write_text(json.dumps(recs[0]) + "\n")
+    lines = []
+    prepare_resume(str(tmp_path), {"tick": 2, "kimg": 0.032}, lines.append)
+    assert [json.loads(ln) for ln in path.read_text().splitlines()] == recs[:2]
+    assert other.read_text() == json.dumps(recs[0]) + "\n"
+    assert len(lines) == 1 and "metric-fid50k_full.jsonl: dropped 2 record(s)" in lines[0], lines

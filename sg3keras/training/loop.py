@@ -470,13 +470,16 @@ def _open_run_dir(opts, dataset, cfg, cfg_name, init, continuing, chief):
         run_dir = opts.resume
     else:
         run_dir = _run_dir(opts, dataset.name, cfg_name) if chief else distribute.scratch_dir()
+    from sg3keras.training.checkpoint import writing
     if chief:
-        _write_options(run_dir, opts, cfg)
+        with writing(os.path.join(run_dir, "training_options.json"), "the run's options"):
+            _write_options(run_dir, opts, cfg)
     if chief and not continuing:
-        atomic_write_json(os.path.join(run_dir, RUN_INFO), dict(
-            dataset=_dataset_summary(dataset), init=None if init is None else dict(
-                source=str(opts.resume), generator=cfg["generator"].to_dict(),
-                discriminator=cfg["discriminator"].to_dict(), D=init["D"] is not None)))
+        info = dict(dataset=_dataset_summary(dataset), init=None if init is None else dict(
+            source=str(opts.resume), generator=cfg["generator"].to_dict(),
+            discriminator=cfg["discriminator"].to_dict(), D=init["D"] is not None))
+        with writing(os.path.join(run_dir, RUN_INFO), "the run's record"):
+            atomic_write_json(os.path.join(run_dir, RUN_INFO), info)
     return run_dir
 
 

@@ -14,7 +14,10 @@ between the checkpoint and the snapshot leaves the snapshot of that tick missing
 run writes it first, from the restored G_ema, which is exactly that tick's G_ema.
 """
 
+import glob
+import json
 import os
+import re
 import resource
 import time
 
@@ -163,11 +166,41 @@ def tick_stats(logs, tick, kimg, timing):
 
 def prepare_resume(run_dir, meta, log):
     """Before a resumed run trains: drop ``stats.jsonl`` lines after the checkpoint's tick
-    (and a partial last line)."""
+    (and a partial last line), and the metric records of snapshots after its kimg (there are
+    some when a damaged checkpoint made the run go back further)."""
     dropped = run_stats.truncate_after(run_dir, int(meta.get("tick", 0)))
     if dropped:
         log(f"stats.jsonl: dropped {dropped} line(s) after the checkpoint's tick "
             f"{meta.get('tick')} (written before the run stopped; those ticks run again)")
+    for path in sorted(glob.glob(os.path.join(run_dir, "metric-*.jsonl"))):
+        dropped = drop_metric_records_after(path, float(meta.get("kimg", 0.0)))
+        if dropped:
+            log(f"{os.path.basename(path)}: dropped {dropped} record(s) of snapshots after kimg "
+                f"{float(meta.get('kimg', 0.0)):.3f} (those ticks run again)")
+
+
+_SNAPSHOT_KIMG = re.compile(r"network-snapshot-(\d+(?:\.\d+)?)")
+
+
+def drop_metric_records_after(path, kimg):
+    """Rewrite the ``metric-<name>.jsonl`` file ``path`` (atomically) without the records of
+    snapshots after ``kimg`` and without damaged lines; returns how many lines went."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    lines = [ln for ln in raw.split(b"\n") if ln.strip()]
+    keep = []
+    for line in lines:
+        try:
+            rec = json.loads(line.decode("utf-8"))
+            m = _SNAPSHOT_KIMG.search(str(rec.get("snapshot_pkl", "")))
+        except (ValueError, AttributeError):        # damaged, or not an object
+            continue
+        if m is None or float(m.group(1)) <= kimg + 1e-9:
+            keep.append(line + b"\n")
+    if len(keep) == len(lines) and raw.endswith(b"\n") or not lines:
+        return 0
+    atomic_write_bytes(path, b"".join(keep))
+    return len(lines) - len(keep)
 
 
 class TickCallback(keras.callbacks.Callback):
