@@ -325,3 +325,26 @@ def test_resume_drops_metric_records_of_snapshots_after_the_checkpoint(tmp_path)
     assert [json.loads(ln) for ln in path.read_text().splitlines()] == recs[:2]
     assert other.read_text() == json.dumps(recs[0]) + "\n"
     assert len(lines) == 1 and "metric-fid50k_full.jsonl: dropped 2 record(s)" in lines[0], lines
+
+
+def test_dataset_zip_on_a_full_disk_is_one_line_naming_it(tmp_path):
+    """``sg3keras dataset`` in a process whose file-size limit is below the zip's size (a write
+    past it fails with EFBIG, as on a full disk): one line naming the zip, nothing left behind."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+    from train_fixtures import write_tiny_dataset
+    src = write_tiny_dataset(tmp_path / "src.zip", n=24, resolution=32)
+    out = tmp_path / "out"
+    out.mkdir()
+    dest = out / "dataset.zip"
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384)); "
+            "from sg3keras.cli import main; sys.argv[0] = 'sg3keras'; main()")
+    r = subprocess.run([sys.executable, "-c", code, "dataset", "--source", src, "--dest", dest],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    assert lines[0] == f"Error: {dest}: File too large", lines
+    assert os.listdir(out) == []

@@ -429,7 +429,10 @@ class DatasetWriter:
     def abort(self):
         """Remove the temporary output and the parent directories this writer created."""
         if self._zip is not None:
-            self._zip.close()
+            try:
+                self._zip.close()
+            except OSError:     # its buffer cannot be flushed either (a full disk)
+                pass
         if self._tmp is not None and os.path.isdir(self._tmp):
             shutil.rmtree(self._tmp, ignore_errors=True)
         elif self._tmp is not None and os.path.exists(self._tmp):
@@ -445,10 +448,23 @@ class DatasetWriter:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+            try:
+                self.close()
+            except OSError as e:
+                raise _naming(e, self.dest) from e
+            return False
+        self.abort()
+        if isinstance(exc, OSError) and _naming(exc, self.dest) is not exc:
+            raise _naming(exc, self.dest) from exc
         return False
+
+
+def _naming(e, path):
+    """``e``, or for an error that names no file (a write to a full or read-only disk) the
+    same error naming ``path``."""
+    if e.errno and not e.filename:
+        return OSError(e.errno, e.strerror or os.strerror(e.errno), path)
+    return e
 
 
 def _load_array(src: ImageSource, name: str) -> np.ndarray:
