@@ -81,8 +81,8 @@ def main():
               f"{sec:.0f} s: {lines[-1] if lines else ''}  [{'OK' if good else 'FAILED'}]")
         _remount(mnt, "ro")
         r, lines, sec = _run(["train", "--resume", run_dir])
-        good = (r.returncode == 1 and len(lines) == 1 and "Read-only file system" in lines[0]
-                and _snapshot_files(ckpt_dir) == kept)
+        good = (r.returncode == 1 and len(lines) == 1 and "(EROFS)" in lines[0]
+                and "kept checkpoint" in lines[0] and _snapshot_files(ckpt_dir) == kept)
         failures += not good
         print(f"2. read-only:   status {r.returncode}, {len(lines)} line(s) on stderr, "
               f"{sec:.0f} s: {lines[-1] if lines else ''}  [{'OK' if good else 'FAILED'}]")

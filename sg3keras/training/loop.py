@@ -362,6 +362,8 @@ def _train(opts, strategy, log, given, deadline, stop, where):
     from sg3keras.training import distribute
     given = given_options(opts) if given is None else set(given)
     opts, continuing, data_moved, finished = _plan(opts, given)
+    if continuing:
+        where["run_dir"] = opts.resume
     if deadline is not None and opts.workers > 1:
         raise ValueError("a deadline needs one process: with --workers each would read its clock")
     if finished:
