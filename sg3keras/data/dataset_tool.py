@@ -448,23 +448,10 @@ class DatasetWriter:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            try:
-                self.close()
-            except OSError as e:
-                raise _naming(e, self.dest) from e
-            return False
-        self.abort()
-        if isinstance(exc, OSError) and _naming(exc, self.dest) is not exc:
-            raise _naming(exc, self.dest) from exc
+            self.close()
+        else:
+            self.abort()
         return False
-
-
-def _naming(e, path):
-    """``e``, or for an error that names no file (a write to a full or read-only disk) the
-    same error naming ``path``."""
-    if e.errno and not e.filename:
-        return OSError(e.errno, e.strerror or os.strerror(e.errno), path)
-    return e
 
 
 def _load_array(src: ImageSource, name: str) -> np.ndarray:
