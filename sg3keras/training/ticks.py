@@ -11,7 +11,12 @@ Order at a tick end: the ``stats.jsonl`` line, then the checkpoint, then the sna
 between the first two leaves a line for a tick the checkpoint does not hold: the resume drops it
 (:func:`prepare_resume`) and the tick runs again, so each tick is counted exactly once. A kill
 between the checkpoint and the snapshot leaves the snapshot of that tick missing: the resumed
-run writes it first, from the restored G_ema, which is exactly that tick's G_ema.
+run writes it first, from the restored G_ema, which is exactly that tick's G_ema (and writes it
+again when its SHA-256, kept in ``snapshots.sha256``, shows it damaged).
+
+A signal (:mod:`.interrupt`) makes the callback end ``fit`` after the running step; a tick cut
+short that way is abandoned (no line, no checkpoint). A write that fails on a full or read-only
+disk raises :class:`~sg3keras.training.checkpoint.StorageError` naming the file.
 """
 
 import glob
