@@ -348,3 +348,20 @@ def test_dataset_zip_on_a_full_disk_is_one_line_naming_it(tmp_path):
     assert r.returncode == 1 and len(lines) == 1, r.stderr
     assert lines[0] == f"Error: {dest}: File too large", lines
     assert os.listdir(out) == []
+
+
+def test_snapshot_on_a_full_disk_is_a_storage_error_naming_it(tmp_path, monkeypatch):
+    """The snapshot write of a tick end goes through the same wrapper as the checkpoint's."""
+    from types import SimpleNamespace
+
+    from sg3keras.training import ticks
+
+    def full(model, path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(ticks, "save_keras_atomic", full)
+    path = ticks.snapshot_path(str(tmp_path), 0.016)
+    fake = SimpleNamespace(gan=SimpleNamespace(G_ema=None), run_dir=str(tmp_path))
+    with pytest.raises(ck.StorageError) as e:
+        ticks.TickCallback._snapshot(fake, path, 0.016, 16)
+    assert str(e.value) == f"cannot write snapshot {path}: {os.strerror(errno.ENOSPC)} (ENOSPC)"
+    assert not os.path.exists(tmp_path / ticks.SNAPSHOT_SUMS)
