@@ -73,8 +73,14 @@ def dataset(source, dest, resolution, transform, max_images, skip_bad, force):
     Nothing is written if an image fails (unless --skip-bad): errors name the file.
     """
     from sg3keras.data.dataset_tool import convert_dataset
-    summary = convert_dataset(source, dest, resolution=resolution, transform=transform,
-                              max_images=max_images, skip_bad=skip_bad, force=force)
+    from sg3keras.training.checkpoint import STORAGE_ERRNOS
+    try:
+        summary = convert_dataset(source, dest, resolution=resolution, transform=transform,
+                                  max_images=max_images, skip_bad=skip_bad, force=force)
+    except OSError as e:        # a write's error names no file (a full or read-only disk)
+        if e.errno in STORAGE_ERRNOS and not e.filename:
+            raise OSError(e.errno, e.strerror, dest) from e
+        raise
     for s in summary["skipped"]:
         click.echo(f"skipped {s['file']}: {s['reason']}", err=True)
     click.echo(json.dumps(summary, indent=2, default=str))

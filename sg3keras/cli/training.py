@@ -1,5 +1,6 @@
 """Commands that train: train (official train.py flags), demo."""
 
+import contextlib
 import json
 import os
 
@@ -121,7 +122,21 @@ def train(ctx, dry_run, nobench, **kwargs):
     if dry_run:
         click.echo(json.dumps(describe(opts, given=given), indent=2, default=str))
         return
-    click.echo(f"Run directory: {run(opts, log=click.echo, given=given)}")
+    with _clean_stop():
+        run_dir = run(opts, log=click.echo, given=given)
+    click.echo(f"Run directory: {run_dir}")
+
+
+@contextlib.contextmanager
+def _clean_stop():
+    """A run that SIGINT / SIGTERM stopped ends with its one line (the checkpoint kept, the
+    resume command) on stderr and status 128 + signal (130, 143), not click's "Aborted!"."""
+    from sg3keras.training.interrupt import RunInterrupted
+    try:
+        yield
+    except RunInterrupted as e:
+        click.echo(str(e), err=True)
+        raise click.exceptions.Exit(e.exit_status) from None
 
 
 @main.command()
@@ -139,4 +154,5 @@ def demo(outdir, minutes, kimg):
     metrics are computed, so no Inception file is needed."""
     from sg3keras.demo import run_demo
     check_output(outdir, "--outdir")
-    run_demo(outdir, minutes=minutes, kimg=kimg, log=click.echo)
+    with _clean_stop():
+        run_demo(outdir, minutes=minutes, kimg=kimg, log=click.echo)

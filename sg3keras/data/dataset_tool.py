@@ -429,7 +429,10 @@ class DatasetWriter:
     def abort(self):
         """Remove the temporary output and the parent directories this writer created."""
         if self._zip is not None:
-            self._zip.close()
+            try:
+                self._zip.close()
+            except OSError:     # its buffer cannot be flushed either (a full disk)
+                pass
         if self._tmp is not None and os.path.isdir(self._tmp):
             shutil.rmtree(self._tmp, ignore_errors=True)
         elif self._tmp is not None and os.path.exists(self._tmp):

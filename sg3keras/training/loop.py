@@ -10,6 +10,7 @@ augmentation probability, blur/EMA schedules and data position; nothing is reset
 official code, stylegan3#538 / stylegan2-ada#106).
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -136,8 +137,17 @@ RUN_INFO = "run_info.json"
 
 
 def _stored_options(run_dir):
-    with open(os.path.join(run_dir, "training_options.json")) as f:
-        return _options_from_json(json.load(f))
+    path = os.path.join(run_dir, "training_options.json")
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        d = json.loads(raw.decode("utf-8"))
+        if not isinstance(d, dict):
+            raise ValueError(f"a JSON {type(d).__name__}, not an object")
+        return _options_from_json(d)
+    except (ValueError, TypeError) as e:        # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path} is damaged ({type(e).__name__}: {e}); it holds the run's "
+                         "options: restore it from a copy (log.txt begins with them)") from e
 
 
 def _continuation(opts, given):
@@ -191,11 +201,14 @@ def _dataset_summary(dataset):
 
 def _finished(run_dir, opts):
     """``(step, total_steps)`` when the run's newest checkpoint is at or past its length."""
-    latest = os.path.join(run_dir, "checkpoints", "latest.json")
-    if not os.path.exists(latest):
+    from sg3keras.training.checkpoint import CheckpointError, read_latest
+    try:
+        info = read_latest(run_dir)
+    except CheckpointError:     # reported when the run resumes
         return None
-    with open(latest) as f:
-        step = int(json.load(f)["step"])
+    if info is None:
+        return None
+    step = int(info["step"])
     total = max(1, int(math.ceil(opts.kimg * 1000 / opts.batch)))
     return (step, total) if step >= total else None
 
@@ -304,21 +317,53 @@ def train(opts: TrainOptions, strategy=None, log=print, given=None, deadline=Non
             after it (with a checkpoint and a snapshot there), whichever of it and ``kimg``
             comes first. It is not stored with the run (a resumed run has none unless given).
             For one process only: with ``--workers`` each would read its own clock.
+
+    SIGINT / SIGTERM stop the run cleanly (:mod:`.interrupt`): it raises
+    :class:`~sg3keras.training.interrupt.RunInterrupted` (a ``KeyboardInterrupt``) whose
+    message names the checkpoint kept and the resume command. A write that fails for lack of
+    space or a read-only disk raises :class:`~sg3keras.training.checkpoint.StorageError`, whose
+    message names the file, the checkpoint kept and the resume command.
     """
     from sg3keras.runs.logfile import RunLog
+    from sg3keras.training import interrupt
     log = RunLog(log)      # everything printed also goes to RUN_DIR/log.txt (the chief's)
-    try:
-        with log.warnings_too():
-            return _train(opts, strategy, log, given, deadline)
-    except BaseException as e:
-        log.error(e)       # the line that ends the run, before it propagates
-        raise
+    where = {}             # run_dir, once there is one (the chief's)
+    with interrupt.graceful_stop() as stop:
+        try:
+            with log.warnings_too():
+                return _train(opts, strategy, log, given, deadline, stop, where)
+        except BaseException as e:
+            end = _ending(e, where.get("run_dir"))
+            with contextlib.suppress(OSError):
+                log.error(end)     # the line that ends the run, before it propagates
+            if end is e:
+                raise
+            raise end from e
 
 
-def _train(opts, strategy, log, given, deadline):
+def _ending(e, run_dir):
+    """The exception that ends the run: a signal's (which checkpoint was kept, how to resume)
+    and a full or read-only disk's (the same, after the file that could not be written) get
+    their whole story; any other is ``e`` itself."""
+    from sg3keras.training import checkpoint, interrupt
+    resumable = run_dir is not None and is_run_dir(run_dir)
+    if isinstance(e, interrupt.RunInterrupted):
+        return interrupt.stopped(e.signum, run_dir, resumable)
+    if isinstance(e, OSError) and e.errno in checkpoint.STORAGE_ERRNOS:
+        what = str(e) if isinstance(e, checkpoint.StorageError) else \
+            f"a write failed: {e.filename or run_dir or ''}: {e.strerror or e}"
+        return checkpoint.StorageError(
+            e.errno, f"{what}; {interrupt.how_to_continue(run_dir, resumable)} once there is "
+                     "space (or the disk is writable)", getattr(e, "filename", None))
+    return e
+
+
+def _train(opts, strategy, log, given, deadline, stop, where):
     from sg3keras.training import distribute
     given = given_options(opts) if given is None else set(given)
     opts, continuing, data_moved, finished = _plan(opts, given)
+    if continuing:
+        where["run_dir"] = opts.resume
     if deadline is not None and opts.workers > 1:
         raise ValueError("a deadline needs one process: with --workers each would read its clock")
     if finished:
@@ -331,8 +376,6 @@ def _train(opts, strategy, log, given, deadline):
     import keras
     import tensorflow as tf
 
-    from sg3keras.training.checkpoint import latest_checkpoint, load_checkpoint
-
     if opts.deterministic:
         tf.config.experimental.enable_op_determinism()
     if opts.mixed_precision:
@@ -344,22 +387,20 @@ def _train(opts, strategy, log, given, deadline):
     opts, dataset, cfg, cfg_name = _prepare(opts, given, init, continuing, data_moved)
     chief = distribute.is_chief(strategy)
     run_dir = _open_run_dir(opts, dataset, cfg, cfg_name, init, continuing, chief)
+    if chief:
+        where["run_dir"] = run_dir
     run_status.started(run_dir, chief, cfg["total_steps"])
     gan = build_gan(cfg, dataset, strategy, seed=opts.seed,
                     impl="fast" if opts.fused_ops else "ref", init=init)
     start_step, resume_meta = 0, None
     if continuing:
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise FileNotFoundError(f"--resume {run_dir}: no checkpoint in {run_dir}/checkpoints")
-        resume_meta = load_checkpoint(ckpt, gan)
-        gan.reset_phase_counter()
-        start_step = int(resume_meta["step"])
-        log(f"Resuming {run_dir} from step {start_step} (kimg {resume_meta['kimg']:.3f})")
+        resume_meta = _restore(run_dir, gan, opts, log)
+        start_step = int((resume_meta or {}).get("step", 0))
     elif init is not None:
         log(f"Fine-tuning {init['source']} ({cfg_name}, {cfg['generator'].img_resolution} px) "
             f"in {run_dir}")
-    _open_run_files(log, run_dir, opts, chief, resume_meta)
+    _open_run_files(log, run_dir, opts, chief,
+                    resume_meta or (dict(tick=0, kimg=0.0) if continuing else None))
     tf_ds = dataset.make_tf_dataset(opts.batch, shuffle=True, seed=opts.seed,
                                     mirror=opts.mirror, repeat=True, start_batch=start_step)
     if chief and start_step == 0:
@@ -370,14 +411,41 @@ def _train(opts, strategy, log, given, deadline):
                          f"({steps_per_tick} steps per tick)")
     callback = TickCallback(gan, run_dir, opts, cfg, chief=chief, log=log,
                             start_time_offset=(resume_meta or {}).get("total_sec", 0.0),
-                            deadline=deadline, resume_meta=resume_meta)
-    gan.fit(tf_ds, epochs=cfg["num_ticks"], initial_epoch=start_step // steps_per_tick,
-            steps_per_epoch=steps_per_tick, verbose=0, shuffle=False,   # tf_ds shuffles
-            callbacks=[distribute.StartedCallback(), distribute.WorkerWatchdog(), callback,
-                       run_status.StatusCallback(gan)])
+                            deadline=deadline, resume_meta=resume_meta, stop=stop)
+    stop.deferring = True       # from here a signal ends the run at the end of a step
+    try:
+        gan.fit(tf_ds, epochs=cfg["num_ticks"], initial_epoch=start_step // steps_per_tick,
+                steps_per_epoch=steps_per_tick, verbose=0, shuffle=False,   # tf_ds shuffles
+                callbacks=[distribute.StartedCallback(), distribute.WorkerWatchdog(), callback,
+                           run_status.StatusCallback(gan)])
+    finally:
+        stop.deferring = False
     if callback.error is not None:
         raise callback.error
+    if stop.requested:
+        from sg3keras.training.interrupt import RunInterrupted
+        raise RunInterrupted(stop.signum)
     return run_dir
+
+
+def _restore(run_dir, gan, opts, log):
+    """Restore the newest good checkpoint of ``run_dir`` into ``gan`` (a damaged one is reported
+    and the one before it used, saying what was lost); its meta, or None when the run stopped
+    before its first checkpoint (it then trains from step 0)."""
+    from sg3keras.training.checkpoint import restore_latest
+    meta, path, newest = restore_latest(run_dir, gan, report=log)
+    if meta is None:
+        log(f"Resuming {run_dir}: it has no checkpoint yet (stopped in its first tick); "
+            "training it from step 0")
+        return None
+    gan.reset_phase_counter()
+    step = int(meta["step"])
+    lost = ""
+    if newest is not None and newest > step:
+        lost = (f" (the newest good checkpoint, {os.path.basename(path)}; "
+                f"{(newest - step) * opts.batch / 1000.0:.3f} kimg lost, trained again)")
+    log(f"Resuming {run_dir} from step {step} (kimg {meta['kimg']:.3f}){lost}")
+    return meta
 
 
 def _open_run_files(log, run_dir, opts, chief, resume_meta):
@@ -404,13 +472,16 @@ def _open_run_dir(opts, dataset, cfg, cfg_name, init, continuing, chief):
         run_dir = opts.resume
     else:
         run_dir = _run_dir(opts, dataset.name, cfg_name) if chief else distribute.scratch_dir()
+    from sg3keras.training.checkpoint import writing
     if chief:
-        _write_options(run_dir, opts, cfg)
+        with writing(os.path.join(run_dir, "training_options.json"), "the run's options"):
+            _write_options(run_dir, opts, cfg)
     if chief and not continuing:
-        atomic_write_json(os.path.join(run_dir, RUN_INFO), dict(
-            dataset=_dataset_summary(dataset), init=None if init is None else dict(
-                source=str(opts.resume), generator=cfg["generator"].to_dict(),
-                discriminator=cfg["discriminator"].to_dict(), D=init["D"] is not None)))
+        info = dict(dataset=_dataset_summary(dataset), init=None if init is None else dict(
+            source=str(opts.resume), generator=cfg["generator"].to_dict(),
+            discriminator=cfg["discriminator"].to_dict(), D=init["D"] is not None))
+        with writing(os.path.join(run_dir, RUN_INFO), "the run's record"):
+            atomic_write_json(os.path.join(run_dir, RUN_INFO), info)
     return run_dir
 
 

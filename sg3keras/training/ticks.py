@@ -11,10 +11,18 @@ Order at a tick end: the ``stats.jsonl`` line, then the checkpoint, then the sna
 between the first two leaves a line for a tick the checkpoint does not hold: the resume drops it
 (:func:`prepare_resume`) and the tick runs again, so each tick is counted exactly once. A kill
 between the checkpoint and the snapshot leaves the snapshot of that tick missing: the resumed
-run writes it first, from the restored G_ema, which is exactly that tick's G_ema.
+run writes it first, from the restored G_ema, which is exactly that tick's G_ema (and writes it
+again when its SHA-256, kept in ``snapshots.sha256``, shows it damaged).
+
+A signal (:mod:`.interrupt`) makes the callback end ``fit`` after the running step; a tick cut
+short that way is abandoned (no line, no checkpoint). A write that fails on a full or read-only
+disk raises :class:`~sg3keras.training.checkpoint.StorageError` naming the file.
 """
 
+import glob
+import json
 import os
+import re
 import resource
 import time
 
@@ -22,9 +30,12 @@ import keras
 import numpy as np
 
 from sg3keras.runs import stats as run_stats
-from sg3keras.utils import format_time, make_grid, save_keras_atomic, save_png, to_uint8
+from sg3keras.training.checkpoint import file_digest, writing
+from sg3keras.utils import (atomic_write_bytes, format_time, make_grid, save_keras_atomic,
+                            save_png, to_uint8)
 
-__all__ = ["TickCallback", "TrainingDivergedError", "EtaRate", "tick_stats", "prepare_resume"]
+__all__ = ["TickCallback", "TrainingDivergedError", "EtaRate", "tick_stats", "prepare_resume",
+           "snapshot_sums", "record_snapshot", "snapshot_damaged", "SNAPSHOT_SUMS"]
 
 
 class TrainingDivergedError(RuntimeError):
@@ -67,6 +78,40 @@ def _kimg_tag(kimg):
 
 def snapshot_path(run_dir, kimg):
     return os.path.join(run_dir, f"network-snapshot-{_kimg_tag(kimg)}.keras")
+
+
+SNAPSHOT_SUMS = "snapshots.sha256"
+
+
+def snapshot_sums(run_dir):
+    """``{snapshot file name: sha256 hex}`` from ``RUN_DIR/snapshots.sha256`` (the format of
+    ``sha256sum``, so ``cd RUN_DIR && sha256sum -c snapshots.sha256`` checks them too)."""
+    try:
+        with open(os.path.join(run_dir, SNAPSHOT_SUMS), "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        digest, _, name = line.partition("  ")
+        if len(digest) == 64 and name:
+            out[name] = digest
+    return out
+
+
+def record_snapshot(run_dir, path):
+    """Add (or replace) the SHA-256 of the snapshot ``path`` in ``snapshots.sha256``."""
+    sums = snapshot_sums(run_dir)
+    sums[os.path.basename(path)] = file_digest(path)[0]
+    body = "".join(f"{d}  {n}\n" for n, d in sorted(sums.items()))
+    atomic_write_bytes(os.path.join(run_dir, SNAPSHOT_SUMS), body.encode("utf-8"))
+
+
+def snapshot_damaged(run_dir, path):
+    """Whether the snapshot ``path`` differs from the SHA-256 recorded when it was written
+    (False for one with no record)."""
+    want = snapshot_sums(run_dir).get(os.path.basename(path))
+    return want is not None and file_digest(path)[0] != want
 
 
 class EtaRate:
@@ -126,18 +171,48 @@ def tick_stats(logs, tick, kimg, timing):
 
 def prepare_resume(run_dir, meta, log):
     """Before a resumed run trains: drop ``stats.jsonl`` lines after the checkpoint's tick
-    (and a partial last line)."""
+    (and a partial last line), and the metric records of snapshots after its kimg (there are
+    some when a damaged checkpoint made the run go back further)."""
     dropped = run_stats.truncate_after(run_dir, int(meta.get("tick", 0)))
     if dropped:
         log(f"stats.jsonl: dropped {dropped} line(s) after the checkpoint's tick "
             f"{meta.get('tick')} (written before the run stopped; those ticks run again)")
+    for path in sorted(glob.glob(os.path.join(run_dir, "metric-*.jsonl"))):
+        dropped = drop_metric_records_after(path, float(meta.get("kimg", 0.0)))
+        if dropped:
+            log(f"{os.path.basename(path)}: dropped {dropped} record(s) of snapshots after kimg "
+                f"{float(meta.get('kimg', 0.0)):.3f} (those ticks run again)")
+
+
+_SNAPSHOT_KIMG = re.compile(r"network-snapshot-(\d+(?:\.\d+)?)")
+
+
+def drop_metric_records_after(path, kimg):
+    """Rewrite the ``metric-<name>.jsonl`` file ``path`` (atomically) without the records of
+    snapshots after ``kimg`` and without damaged lines; returns how many lines went."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    lines = [ln for ln in raw.split(b"\n") if ln.strip()]
+    keep = []
+    for line in lines:
+        try:
+            rec = json.loads(line.decode("utf-8"))
+            m = _SNAPSHOT_KIMG.search(str(rec.get("snapshot_pkl", "")))
+        except (ValueError, AttributeError):        # damaged, or not an object
+            continue
+        if m is None or float(m.group(1)) <= kimg + 1e-9:
+            keep.append(line + b"\n")
+    if len(keep) == len(lines) and raw.endswith(b"\n") or not lines:
+        return 0
+    atomic_write_bytes(path, b"".join(keep))
+    return len(lines) - len(keep)
 
 
 class TickCallback(keras.callbacks.Callback):
     """Progress line, stats.jsonl, TensorBoard, NaN guard, checkpoints and snapshots."""
 
     def __init__(self, gan, run_dir, opts, cfg, chief=True, log=print,
-                 start_time_offset=0.0, deadline=None, resume_meta=None):
+                 start_time_offset=0.0, deadline=None, resume_meta=None, stop=None):
         super().__init__()
         import tensorflow as tf
         self.gan, self.run_dir, self.opts, self.cfg = gan, run_dir, opts, cfg
@@ -145,6 +220,7 @@ class TickCallback(keras.callbacks.Callback):
         self.error = None
         self.deadline = deadline
         self.resume_meta = resume_meta
+        self.stop = stop        # an interrupt.StopRequest: a signal asked the run to end
         self.start_offset = float(start_time_offset)
         self.eta = EtaRate()
         self.maintenance_sec = 0.0
@@ -174,26 +250,39 @@ class TickCallback(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.eta.batch_end(self.opts.batch / 1000.0)
+        if self._stopping():
+            self.model.stop_training = True     # fit ends after this step
+
+    def _stopping(self):
+        return self.stop is not None and self.stop.requested
 
     def _missing_snapshot(self, meta):
         """The snapshot due at the checkpointed tick, if the run stopped before writing it."""
         tick = int(meta.get("tick", 0))
         due = meta.get("snapshot", bool(self.opts.snap) and tick % self.opts.snap == 0)
         path = snapshot_path(self.run_dir, float(meta["kimg"]))
-        if not due or os.path.exists(path):
+        if not due:
             return
+        if os.path.exists(path):
+            if not snapshot_damaged(self.run_dir, path):
+                return
+            self.log(f"{path} is damaged (its SHA-256 is not the one in {SNAPSHOT_SUMS}); "
+                     "writing it again from the checkpoint of the same tick")
         self._snapshot(path, float(meta["kimg"]), int(meta["nimg"]),
                        note=f" (due at tick {tick}, written after the resume)")
 
     def _save_grid(self, name):
         imgs = np.asarray(self.gan.G_ema(self.grid_z, c=self.grid_c))
         grid = make_grid(to_uint8(imgs))
-        save_png(os.path.join(self.run_dir, name), grid)
+        with writing(os.path.join(self.run_dir, name), "image"):
+            save_png(os.path.join(self.run_dir, name), grid)
         return grid
 
     def on_epoch_end(self, epoch, logs=None):
         from sg3keras.training.checkpoint import NonFiniteStateError, save_checkpoint
 
+        if self._stopping() and int(self.gan.step.numpy()) % self.cfg["steps_per_tick"]:
+            return      # a signal cut this tick short: it is abandoned (the resume redoes it)
         logs = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in (logs or {}).items()}
         tick, now = epoch + 1, time.time()
         nimg = int(self.gan.cur_nimg.numpy())
@@ -224,16 +313,19 @@ class TickCallback(keras.callbacks.Callback):
                     snapshot=snapshot)
         if self.chief:
             stats = tick_stats(logs, tick, kimg, timing)
-            run_stats.append_line(os.path.join(self.run_dir, run_stats.STATS_FILE), stats,
-                                  time.time())
+            stats_path = os.path.join(self.run_dir, run_stats.STATS_FILE)
+            with writing(stats_path, "training statistics"):
+                run_stats.append_line(stats_path, stats, time.time())
             try:
                 save_checkpoint(self.run_dir, self.gan, meta)
             except NonFiniteStateError as e:
                 self._diverged(f"Weights became NaN/Inf at tick {tick} (kimg {kimg:.3f}): {e}")
                 return
             self._write_summaries(stats, nimg)
-            if snapshot:
+            if snapshot and not self._stopping():   # else written when the run resumes
                 self._snapshot(snapshot_path(self.run_dir, kimg), kimg, nimg)
+        if self._stopping():
+            self.model.stop_training = True
         if out_of_time:
             self.log(f"Time limit reached at tick {tick} (kimg {kimg:.3f}); stopping")
             self.model.stop_training = True
@@ -244,7 +336,9 @@ class TickCallback(keras.callbacks.Callback):
     def _snapshot(self, path, kimg, nimg, note=""):
         """The ``.keras`` snapshot of G_ema, its grid, the metrics, the curves picture."""
         import tensorflow as tf
-        save_keras_atomic(self.gan.G_ema, path)
+        with writing(path, "snapshot"):
+            save_keras_atomic(self.gan.G_ema, path)
+            record_snapshot(self.run_dir, path)
         self.log(f"snapshot {path}{note}")
         grid = self._save_grid(f"fakes{_kimg_tag(kimg)}.png")
         with self.writer.as_default(step=nimg):
@@ -296,7 +390,9 @@ class TickCallback(keras.callbacks.Callback):
                                  num_samples=self.opts.metrics_num_samples,
                                  strategy=self.gan.distribute_strategy)
             result["snapshot_pkl"] = os.path.basename(snapshot_path)
-            append_jsonl(os.path.join(self.run_dir, f"metric-{name}.jsonl"), result)
+            record = os.path.join(self.run_dir, f"metric-{name}.jsonl")
+            with writing(record, "metric record"):
+                append_jsonl(record, result)
             with self.writer.as_default(step=nimg):
                 for k, v in result["results"].items():
                     if np.isscalar(v):
