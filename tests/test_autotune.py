@@ -1,7 +1,7 @@
 """impl="auto" (sg3keras.ops.autotune) and impl="fast_poly" (sg3keras.ops.radial): the cache
 key, corrupt / foreign cache files, the override order, measurement at trace time, image
-equality whatever the choice, the no-autotune path. Measurements are faked (injected
-``measure`` functions or a patched ``time_runs``): no test depends on what is faster."""
+equality whatever the choice, the no-autotune path. Timing is faked (a fake clock that only
+the fake -- or wrapped real -- candidates move): no test depends on what is faster."""
 
 import importlib
 import json
@@ -39,13 +39,33 @@ def fresh(tmp_path, monkeypatch):
     autotune.reset()
 
 
-def _fake(times, calls=None):
-    """``measure(impl)`` returning ``times[impl]`` seconds, recording the calls."""
-    def measure(impl):
+class FakeClock:
+    """A clock that only the fake candidates move."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def _fake(costs, calls=None):
+    """``(prepare, clock)`` for ``choose``: running candidate ``impl`` takes ``costs[impl]``
+    seconds of the fake clock; ``calls`` records the candidates prepared."""
+    clock = FakeClock()
+
+    def prepare(impl):
         if calls is not None:
             calls.append(impl)
-        return times[impl]
-    return measure
+
+        def run():
+            clock.t += costs[impl]
+        return run
+    return prepare, clock
+
+
+def _never(impl):
+    pytest.fail(f"measured {impl}")
 
 
 def _radial_args(n=2, size=20, c=8):
@@ -143,21 +163,21 @@ def test_cache_file_is_keyed_by_cpu_flags_and_versions(monkeypatch):
 
 def test_choice_is_measured_once_then_read_from_the_cache():
     calls = []
-    got = autotune.choose(KEY, ("fast", "conv"), _fake(dict(fast=2.0, conv=1.0), calls))
+    got = autotune.choose(KEY, ("fast", "conv"), *_fake(dict(fast=2.0, conv=1.0), calls))
     assert got == "conv" and calls == ["fast", "conv"]
     assert autotune.choices()[KEY] == ("conv", "autotune")
     data = json.load(open(autotune.cache_path()))
     assert data["choices"] == {KEY: "conv"} and data["machine"] == autotune.machine()
     autotune.reset()                                         # a new process
-    assert autotune.choose(KEY, ("fast", "conv"), _fake(dict(fast=0.0, conv=9.0), calls)) \
+    assert autotune.choose(KEY, ("fast", "conv"), *_fake(dict(fast=0.0, conv=9.0), calls)) \
         == "conv"
     assert calls == ["fast", "conv"] and autotune.choices()[KEY] == ("conv", "cache")
 
 
 def test_processes_tuning_side_by_side_keep_both_choices():
-    autotune.choose("a", ("fast", "conv"), _fake(dict(fast=1.0, conv=2.0)))
+    autotune.choose("a", ("fast", "conv"), *_fake(dict(fast=1.0, conv=2.0)))
     autotune.reset()
-    autotune.choose("b", ("fast", "conv"), _fake(dict(fast=2.0, conv=1.0)))
+    autotune.choose("b", ("fast", "conv"), *_fake(dict(fast=2.0, conv=1.0)))
     assert json.load(open(autotune.cache_path()))["choices"] == {"a": "fast", "b": "conv"}
     leftovers = [f for f in os.listdir(os.path.dirname(autotune.cache_path()))
                  if not f.endswith(".json")]
@@ -171,7 +191,7 @@ def test_corrupt_cache_is_ignored_with_one_warning_line(content, capsys):
     os.makedirs(os.path.dirname(path))
     open(path, "w").write(content)
     for key in ("a", "b"):
-        assert autotune.choose(key, ("fast", "conv"), _fake(dict(fast=2.0, conv=1.0))) == "conv"
+        assert autotune.choose(key, ("fast", "conv"), *_fake(dict(fast=2.0, conv=1.0))) == "conv"
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "ignoring the autotune cache" in err[0] and path in err[0]
     assert json.load(open(path))["choices"] == {"a": "conv", "b": "conv"}   # rewritten
@@ -182,7 +202,7 @@ def test_foreign_cache_is_ignored_with_one_warning_line(capsys):
     os.makedirs(os.path.dirname(path))
     foreign = dict(autotune.machine(), cpu="Some Other CPU")
     json.dump(dict(version=1, machine=foreign, choices={KEY: "conv"}), open(path, "w"))
-    assert autotune.choose(KEY, ("fast", "conv"), _fake(dict(fast=1.0, conv=2.0))) == "fast"
+    assert autotune.choose(KEY, ("fast", "conv"), *_fake(dict(fast=1.0, conv=2.0))) == "fast"
     assert autotune.choose(KEY, ("fast", "conv"), None) == "fast"
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "another machine" in err[0]
@@ -193,14 +213,14 @@ def test_unknown_implementation_in_the_cache_is_not_used():
     os.makedirs(os.path.dirname(path))
     json.dump(dict(version=1, machine=autotune.machine(), choices={KEY: "warp"}),
               open(path, "w"))
-    assert autotune.choose(KEY, ("fast", "conv"), _fake(dict(fast=2.0, conv=1.0))) == "conv"
+    assert autotune.choose(KEY, ("fast", "conv"), *_fake(dict(fast=2.0, conv=1.0))) == "conv"
 
 
 def test_unwritable_cache_warns_and_still_chooses(monkeypatch, capsys):
     def fail(path, obj):
         raise PermissionError(13, "Permission denied")
     monkeypatch.setattr(autotune, "atomic_write_json", fail)
-    assert autotune.choose(KEY, ("fast", "conv"), _fake(dict(fast=2.0, conv=1.0))) == "conv"
+    assert autotune.choose(KEY, ("fast", "conv"), *_fake(dict(fast=2.0, conv=1.0))) == "conv"
     assert "cannot write the autotune cache" in capsys.readouterr().err
 
 
@@ -228,46 +248,46 @@ def test_explicit_impl_never_asks_the_autotuner(monkeypatch):
 def test_env_beats_cache_and_measurement(monkeypatch):
     _cache("conv")
     monkeypatch.setenv("SG3KERAS_IMPL", "ref")
-    assert autotune.choose(KEY, ("fast", "conv"), lambda impl: pytest.fail("measured")) == "ref"
+    assert autotune.choose(KEY, ("fast", "conv"), _never) == "ref"
     assert autotune.choices()[KEY] == ("ref", "env")
 
 
 def test_bad_env_value_warns_and_is_ignored(monkeypatch, capsys):
     monkeypatch.setenv("SG3KERAS_IMPL", "warp")
-    assert autotune.choose(KEY, ("fast", "conv"), _fake(dict(fast=2.0, conv=1.0))) == "conv"
+    assert autotune.choose(KEY, ("fast", "conv"), *_fake(dict(fast=2.0, conv=1.0))) == "conv"
     assert "SG3KERAS_IMPL='warp'" in capsys.readouterr().err
 
 
 def test_cache_beats_measurement():
     _cache("conv")
-    assert autotune.choose(KEY, ("fast", "conv"), lambda impl: pytest.fail("measured")) \
+    assert autotune.choose(KEY, ("fast", "conv"), _never) \
         == "conv"
 
 
 def test_cached_choice_that_is_no_candidate_is_measured_again():
     _cache("fast_poly")                      # e.g. the key of a separable stage, edited
-    assert autotune.choose(KEY, ("fast", "conv"), _fake(dict(fast=2.0, conv=1.0))) == "conv"
+    assert autotune.choose(KEY, ("fast", "conv"), *_fake(dict(fast=2.0, conv=1.0))) == "conv"
 
 
 def test_measurement_beats_default_and_ties_keep_the_candidate_order():
-    assert autotune.choose("a", ("fast", "conv"), _fake(dict(fast=1.0, conv=1.0))) == "fast"
-    assert autotune.choose("b", ("conv", "fast"), _fake(dict(fast=1.0, conv=1.0))) == "conv"
+    assert autotune.choose("a", ("fast", "conv"), *_fake(dict(fast=1.0, conv=1.0))) == "fast"
+    assert autotune.choose("b", ("conv", "fast"), *_fake(dict(fast=1.0, conv=1.0))) == "conv"
 
 
 @pytest.mark.parametrize("setting", ["0", "off", "false"])
 def test_no_autotune_keeps_the_default_and_writes_nothing(monkeypatch, setting):
     _cache("conv")
     monkeypatch.setenv("SG3KERAS_AUTOTUNE", setting)
-    assert autotune.choose(KEY, ("fast", "conv"), lambda impl: pytest.fail("measured")) \
+    assert autotune.choose(KEY, ("fast", "conv"), _never) \
         == autotune.DEFAULT == "fast"
-    assert autotune.choose("new", ("fast", "conv"), lambda impl: pytest.fail("measured")) \
+    assert autotune.choose("new", ("fast", "conv"), _never) \
         == "fast"
     assert json.load(open(autotune.cache_path()))["choices"] == {KEY: "conv"}
 
 
 def test_spent_budget_falls_back_to_the_default_uncached(monkeypatch):
     monkeypatch.setenv("SG3KERAS_AUTOTUNE_BUDGET", "0")
-    assert autotune.choose(KEY, ("fast", "conv"), lambda impl: pytest.fail("measured")) \
+    assert autotune.choose(KEY, ("fast", "conv"), _never) \
         == "fast"
     assert autotune.choices()[KEY] == ("fast", "default")
     assert not os.path.exists(autotune.cache_path())
@@ -275,41 +295,65 @@ def test_spent_budget_falls_back_to_the_default_uncached(monkeypatch):
     assert autotune.choose(KEY, ("fast", "conv"), None) == "fast"       # cannot measure
 
 
-def test_time_runs_takes_the_best_after_a_warm_up():
-    ticks = iter([0.0, 5.0, 10.0, 11.0, 20.0, 23.0])       # timed runs of 5, 1 and 3 s
-    runs = []
-    best = autotune.time_runs(lambda: runs.append(1), reps=3, limit_s=100,
-                              clock=lambda: next(ticks))
-    assert best == 1.0 and len(runs) == 4
-    ticks = iter([0.0, 5.0, 10.0, 11.0])
-    assert autotune.time_runs(lambda: None, reps=3, limit_s=4, clock=lambda: next(ticks)) == 5.0
+def test_candidates_are_timed_in_turns_and_the_best_time_counts():
+    clock, order = FakeClock(), []
+    costs = dict(a=iter([5.0, 1.0, 3.0]), b=iter([2.0, 2.0, 2.0]))
+
+    def run(name):
+        def go():
+            order.append(name)
+            clock.t += next(costs[name])
+        return go
+    best = autotune.time_round_robin(dict(a=run("a"), b=run("b")), clock, reps=3, limit_s=100)
+    assert best == dict(a=1.0, b=2.0) and order == ["a", "b"] * 3
+    order.clear()
+    costs = dict(a=iter([5.0] * 3), b=iter([2.0] * 3))
+    assert autotune.time_round_robin(dict(a=run("a"), b=run("b")), clock, reps=3,
+                                     limit_s=3) == dict(a=5.0, b=2.0)
+    assert order == ["a", "b"]                      # 7 s > 2 candidates * 3 s: one round
+
+
+def test_the_default_loses_only_by_more_than_the_margin():
+    m = autotune.MARGIN
+    assert autotune.choose("a", ("fast", "conv"), *_fake(dict(fast=1.0 + m / 2, conv=1.0))) \
+        == "fast"
+    assert autotune.choose("b", ("fast", "conv"), *_fake(dict(fast=1.0 + 2 * m, conv=1.0))) \
+        == "conv"
 
 
 # ------------------------------------------------------------------------------------------
 # Measurement of the real op at trace time (faked clock).
 
-def _fake_time_runs(monkeypatch, costs, seen):
-    """Patch ``time_runs``: run the candidate once for real (it must execute eagerly, outside
-    any trace) and report the next of ``costs``."""
-    costs = iter(costs)
+def _fake_timing(monkeypatch, costs, seen):
+    """Run the real candidates (each result must be concrete: run eagerly, outside any trace)
+    on a fake clock on which candidate ``impl`` takes ``costs[impl]`` seconds."""
+    clock, real = FakeClock(), autotune._tf_prepare
 
-    def fake(run, **kw):
-        out = run()
-        seen.append(type(out).__name__)
-        return next(costs)
-    monkeypatch.setattr(autotune, "time_runs", fake)
+    def wrapped(*args, **kw):
+        prep = real(*args, **kw)
+
+        def prepare(impl):
+            run = prep(impl)
+
+            def timed():
+                seen.append(type(run()).__name__)
+                clock.t += costs[impl]
+            return timed
+        return prepare
+    monkeypatch.setattr(autotune, "_tf_prepare", wrapped)
+    monkeypatch.setattr(autotune, "CLOCK", clock)
 
 
 @pytest.mark.parametrize("wrap", ["eager", "tf_function", "xla"])
 def test_auto_measures_outside_the_trace_and_uses_the_choice(monkeypatch, wrap):
     seen = []
-    _fake_time_runs(monkeypatch, [3.0, 1.0, 2.0], seen)     # fast, conv, fast_poly
+    _fake_timing(monkeypatch, dict(fast=3.0, conv=1.0, fast_poly=2.0), seen)
     x, fu, fd, b, kw = _radial_args()
     fn = lambda x: filtered_lrelu(x, fu, fd, b, impl="auto", **kw)  # noqa: E731
     if wrap != "eager":
         fn = tf.function(fn, jit_compile=wrap == "xla")
     y = np.asarray(fn(x))
-    assert seen == ["ndarray"] * 3                          # concrete results: ran eagerly
+    assert seen and set(seen) == {"ndarray"}                # concrete results: ran eagerly
     assert list(autotune.choices().values()) == [("conv", "autotune")]
     want = fl_module.filtered_lrelu(x, fu, fd, b, impl="conv", **kw)
     if wrap == "xla":      # XLA may fuse the conv graph differently: equal to rounding only
@@ -319,7 +363,7 @@ def test_auto_measures_outside_the_trace_and_uses_the_choice(monkeypatch, wrap):
 
 
 def test_auto_under_a_gradient_tape(monkeypatch):
-    _fake_time_runs(monkeypatch, [1.0, 2.0, 3.0], [])
+    _fake_timing(monkeypatch, dict(fast=1.0, conv=2.0, fast_poly=3.0), [])
     x, fu, fd, b, kw = _radial_args()
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -354,7 +398,7 @@ def test_generator_images_equal_whatever_the_choice(monkeypatch, preset):
         np.testing.assert_allclose(fixed[impl], ref, rtol=0, atol=1e-4, err_msg=impl)
     for pick in ("conv", "fast_poly"):          # every stage gets `pick` (or fast if no cand.)
         autotune.reset()
-        monkeypatch.setattr(autotune, "_resolve", lambda key, options, measure, pick=pick:
+        monkeypatch.setattr(autotune, "_resolve", lambda key, options, prepare, clock, pick=pick:
                             (pick if pick in options else "fast", "autotune"))
         auto = _images(_build(preset, "auto"))
         if preset == "stylegan3-r" or pick == "conv":
@@ -364,13 +408,12 @@ def test_generator_images_equal_whatever_the_choice(monkeypatch, preset):
 
 
 def test_two_processes_with_the_same_choice_give_identical_images(monkeypatch):
-    monkeypatch.setattr(autotune, "candidates", lambda fd_shape: ("fast", "conv"))
-    _fake_time_runs(monkeypatch, [2.0, 1.0] * 40, [])        # measured: conv everywhere
+    _fake_timing(monkeypatch, dict(fast=2.0, conv=1.0, fast_poly=3.0), [])   # conv everywhere
     G = _build("stylegan3-r", "auto")
     first = _images(G)
     assert {impl for impl, _ in autotune.choices().values()} == {"conv"}
     autotune.reset()                                         # "next process": from the cache
-    monkeypatch.setattr(autotune, "time_runs", lambda *a, **k: pytest.fail("measured"))
+    monkeypatch.setattr(autotune, "_tf_prepare", lambda *a, **k: _never)
     again = _images(_build("stylegan3-r", "auto"))
     assert {s for _, s in autotune.choices().values()} == {"cache"}
     np.testing.assert_array_equal(first, again)

@@ -10,10 +10,12 @@ shapes -- taps and radial or separable -- and dtype), in this order:
    :data:`DEFAULT`, as before autotuning existed;
 3. the on-disk cache ``$SG3KERAS_CACHE/autotune/filtered_lrelu-<machine>.json``;
 4. a measurement: every candidate runs on a batch-1 random input of the geometry, one warm-up
-   (trace/compile) then the best of up to :data:`REPS` timed runs (fewer past
-   :data:`CANDIDATE_S` seconds); the fastest is kept and written to the cache atomically (a
-   re-read-merge-rename, so processes tuning side by side lose nothing but a duplicate
-   measurement). Each process spends at most ``$SG3KERAS_AUTOTUNE_BUDGET`` seconds
+   (trace/compile) each, then up to :data:`REPS` rounds in which each is timed once in turn
+   (fewer past :data:`CANDIDATE_S` seconds per candidate; turns let a drifting machine speed
+   hit all alike); the best time counts. The fastest is kept -- the default only loses when
+   another is more than :data:`MARGIN` faster, so noise does not flip it -- and written to the
+   cache atomically (a re-read-merge-rename, so processes tuning side by side lose nothing but
+   a duplicate measurement). Each process spends at most ``$SG3KERAS_AUTOTUNE_BUDGET`` seconds
    (:data:`BUDGET_S`) measuring; past it, new geometries get
 5. the default :data:`DEFAULT` (not cached: a later process measures them).
 
@@ -48,15 +50,17 @@ from keras import backend
 from sg3keras.utils import atomic_write_json
 
 __all__ = ["DEFAULT", "candidates", "choose", "choose_impl", "geometry_key", "machine",
-           "cache_path", "choices", "reset"]
+           "cache_path", "choices", "reset", "time_round_robin"]
 
 DEFAULT = "fast"
 CONCRETE = ("fast", "conv", "fast_poly", "ref")
 ENV_IMPL, ENV_AUTOTUNE, ENV_BUDGET = "SG3KERAS_IMPL", "SG3KERAS_AUTOTUNE", \
     "SG3KERAS_AUTOTUNE_BUDGET"
 BUDGET_S = 120.0        # per process, all measurements together
-CANDIDATE_S = 0.5       # timed runs of one candidate stop once they took this long
-REPS = 3
+CANDIDATE_S = 0.5       # timing stops once the timed runs took this long per candidate
+REPS = 3                # rounds: each candidate timed once per round, in turns
+MARGIN = 0.05           # another candidate replaces the default only when this much faster
+CLOCK = time.perf_counter
 _FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
           "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_bf16", "amx_tile", "amx_int8")
 _VERSION = 1
@@ -219,15 +223,17 @@ def _budget():
         return BUDGET_S
 
 
-def choose(key, options, measure=None):
-    """Resolve ``impl="auto"`` for the geometry ``key`` among ``options`` (module docstring).
-    ``measure(impl) -> seconds`` times one candidate (None: cannot measure here)."""
-    impl, source = _resolve(key, options, measure)
+def choose(key, options, prepare=None, clock=None):
+    """Resolve ``impl="auto"`` for the geometry ``key`` among ``options`` (module docstring;
+    ``options[0]`` is the default, kept unless another is faster by more than :data:`MARGIN`).
+    ``prepare(impl) -> run``: a warmed-up callable running the candidate once (None: cannot
+    measure here); ``clock`` (default :data:`CLOCK`) times the runs."""
+    impl, source = _resolve(key, options, prepare, clock or CLOCK)
     _state.made.setdefault(key, (impl, source))
     return impl
 
 
-def _resolve(key, options, measure):
+def _resolve(key, options, prepare, clock):
     env = _env_impl()
     if env:
         return env, "env"
@@ -236,47 +242,55 @@ def _resolve(key, options, measure):
     cached = _loaded().get(key)
     if cached in options:
         return cached, "cache"
-    if measure is None or _state.spent >= _budget():
+    if prepare is None or _state.spent >= _budget():
         return DEFAULT, "default"
     t0 = time.perf_counter()
-    times = {impl: measure(impl) for impl in options}
+    times = time_round_robin({impl: prepare(impl) for impl in options}, clock)
     _state.spent += time.perf_counter() - t0
-    best = min(options, key=lambda impl: (times[impl], options.index(impl)))
-    _store(key, best)
-    return best, "autotune"
+    fastest = min(options, key=lambda impl: (times[impl], options.index(impl)))
+    if times[options[0]] <= times[fastest] * (1 + MARGIN):
+        fastest = options[0]
+    _store(key, fastest)
+    return fastest, "autotune"
 
 
-def time_runs(run, reps=REPS, limit_s=CANDIDATE_S, clock=time.perf_counter):
-    """Best of up to ``reps`` timed calls of ``run`` after one warm-up call (stops early once
-    the timed calls took ``limit_s``)."""
-    run()
-    best, total = float("inf"), 0.0
+def time_round_robin(runs, clock, reps=REPS, limit_s=CANDIDATE_S):
+    """``{name: best seconds}`` of the callables ``runs``, timed in turns (a drifting machine
+    speed hits every candidate alike): up to ``reps`` rounds, fewer once the timed calls took
+    ``limit_s`` per candidate."""
+    best, total = {k: float("inf") for k in runs}, 0.0
     for _ in range(reps):
-        t0 = clock()
-        run()
-        dt = clock() - t0
-        best, total = min(best, dt), total + dt
-        if total >= limit_s:
+        for k, run in runs.items():
+            t0 = clock()
+            run()
+            dt = clock() - t0
+            best[k], total = min(best[k], dt), total + dt
+        if total >= limit_s * len(runs):
             break
     return best
 
 
-def _tf_measure(xla, op, shape, dtype, fu_shape, fd_shape, with_bias, args):
-    """``measure(impl)`` for ``choose`` on TensorFlow (``xla`` is :mod:`sg3keras.ops.xla`):
-    ``op`` on a random batch-1 input of the geometry inside a ``tf.function``, run outside any
-    graph being traced."""
+def _tf_prepare(xla, op, shape, dtype, fu_shape, fd_shape, with_bias, args):
+    """``prepare(impl)`` for ``choose`` on TensorFlow (``xla`` is :mod:`sg3keras.ops.xla`):
+    ``op`` on a random batch-1 input of the geometry inside a ``tf.function``, traced, compiled
+    and run outside any graph being traced."""
     rng = np.random.default_rng(0)
     h, w, c = shape[-3:]
 
-    def measure(impl):
+    def prepare(impl):
         with xla.outside_trace():
             x = xla.constant(rng.standard_normal([1, h, w, c]).astype(np.float32), dtype)
             fu = None if fu_shape is None else np.full(fu_shape, 1 / np.prod(fu_shape), np.float32)
             fd = None if fd_shape is None else np.full(fd_shape, 1 / np.prod(fd_shape), np.float32)
             b = xla.constant(np.zeros([c], np.float32), dtype) if with_bias else None
             fn = xla.graph_function(lambda x: op(x, fu, fd, b, impl=impl, **args))
-            return time_runs(lambda: fn(x).numpy())
-    return measure
+
+        def run():
+            with xla.outside_trace():
+                return fn(x).numpy()
+        run()                                                        # warm-up: trace, compile
+        return run
+    return prepare
 
 
 def choose_impl(op, x, fu, fd, b, args):
@@ -286,9 +300,9 @@ def choose_impl(op, x, fu, fd, b, args):
     fd_shape = None if fd is None else tuple(int(s) for s in fd.shape)
     key = geometry_key(x.shape, fu_shape or (), fd_shape or (), args["up"], args["down"],
                        args["padding"], x.dtype)
-    measure = None
+    prepare = None
     if backend.backend() == "tensorflow":
         from . import xla  # TensorFlow-only; imported lazily
-        measure = _tf_measure(xla, op, tuple(x.shape), backend.standardize_dtype(x.dtype),
+        prepare = _tf_prepare(xla, op, tuple(x.shape), backend.standardize_dtype(x.dtype),
                               fu_shape, fd_shape, b is not None, args)
-    return choose(key, candidates(fd_shape or ()), measure)
+    return choose(key, candidates(fd_shape or ()), prepare)
