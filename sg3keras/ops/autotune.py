@@ -58,8 +58,8 @@ ENV_IMPL, ENV_AUTOTUNE, ENV_BUDGET = "SG3KERAS_IMPL", "SG3KERAS_AUTOTUNE", \
     "SG3KERAS_AUTOTUNE_BUDGET"
 BUDGET_S = 120.0        # per process, all measurements together
 CANDIDATE_S = 0.5       # timing stops once the timed runs took this long per candidate
-REPS = 3                # rounds: each candidate timed once per round, in turns
-MARGIN = 0.05           # another candidate replaces the default only when this much faster
+REPS = 5                # rounds: each candidate timed once per round, in turns
+MARGIN = 0.10           # another candidate replaces the default only when this much faster
 CLOCK = time.perf_counter
 _FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
           "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_bf16", "amx_tile", "amx_int8")
