@@ -5,7 +5,13 @@ channel_max 512; -r doubled), batch 4, it measures three variants, each in a fre
 
 * ``fp32-ref``  -- reference filtered_lrelu (bias -> zero-stuffed upfirdn -> lrelu -> upfirdn);
 * ``fp32-fast`` -- the XLA-fused polyphase filtered_lrelu (the generator's default);
-* ``bf16-fast`` -- ``mixed_bfloat16`` compute with the fast path; PSNR of its images vs fp32.
+* ``bf16-fast`` -- ``mixed_bfloat16`` compute with the fast path; PSNR of its images vs fp32;
+* ``fp32-auto`` / ``bf16-auto`` -- ``impl="auto"``: each stage runs the implementation measured
+  fastest on this machine (:mod:`sg3keras.ops.autotune`; cached under ``$SG3KERAS_CACHE``, so
+  the first run's "first call" includes the measurements, later runs read the cache). The
+  chosen implementation per stage is printed under the row. ``--no-autotune`` makes ``auto``
+  keep the fixed default (``fast``); any variant ``PRECISION-IMPL`` with IMPL one of ``ref``,
+  ``fast``, ``conv``, ``fast_poly``, ``auto`` runs.
 
 It first prints the machine: CPU model, cores, the flags that decide the numbers (AVX2, AVX-512,
 ``avx512_bf16``, ``amx_bf16``) and, when a bf16 variant runs, the oneDNN kernel a bfloat16
@@ -19,7 +25,7 @@ the fp32 and bf16 rates of a large 3x3 convolution: since the convolutions are ~
 FLOPs and the filters run in float32 either way, their ratio bounds the bf16 speed-up.
 
 Usage: python bench/generator.py [--res 256] [--batch 4] [--reps 2] [--configs t,r]
-       [--variants fp32-ref,fp32-fast,bf16-fast]
+       [--variants fp32-ref,fp32-fast,fp32-auto,bf16-fast,bf16-auto] [--no-autotune]
 """
 
 import argparse
@@ -101,7 +107,7 @@ def run_one(cfg_name, res, batch, variant, reps, out_npy):
     import tensorflow as tf
 
     from sg3keras.models.generator import Generator
-    impl = "ref" if variant.endswith("ref") else "fast"
+    impl = variant.split("-", 1)[1]
     keras.utils.set_random_seed(0)
     G = Generator.from_preset(cfg_name, img_resolution=res, impl=impl, seed=0)
     z = tf.constant(np.random.RandomState(0).randn(batch, G.z_dim).astype(np.float32))
@@ -112,7 +118,8 @@ def run_one(cfg_name, res, batch, variant, reps, out_npy):
     best = min(_timed(lambda: fwd(z)) for _ in range(reps))
     np.save(out_npy, img)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(dict(first_s=first, best_s=best, rss_mb=rss)))
+    from machine import stage_choices
+    print(json.dumps(dict(first_s=first, best_s=best, rss_mb=rss, stages=stage_choices(G))))
 
 
 def main():
@@ -121,9 +128,12 @@ def main():
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--configs", default="t,r")
-    ap.add_argument("--variants", default="fp32-ref,fp32-fast,bf16-fast")
+    ap.add_argument("--variants", default="fp32-ref,fp32-fast,fp32-auto,bf16-fast,bf16-auto")
     ap.add_argument("--child", nargs=4, metavar=("CFG", "VARIANT", "OUT", "RES"), default=None)
+    from machine import add_impl_options, apply_impl_options, format_choices
+    add_impl_options(ap, impl=None)
     a = ap.parse_args()
+    apply_impl_options(a)
     if a.child:
         cfg_name, variant, out, res = a.child
         return run_one(cfg_name, int(res), a.batch, variant, a.reps, out)
@@ -131,6 +141,11 @@ def main():
     import numpy as np
 
     from machine import cpu_summary
+    bad = [v for v in a.variants.split(",") if v.split("-", 1)[0] not in ("fp32", "bf16") or
+           v.split("-", 1)[-1] not in ("ref", "fast", "conv", "fast_poly", "auto")]
+    if bad:
+        ap.error(f"--variants: {bad}: expected PRECISION-IMPL, PRECISION fp32 or bf16, IMPL ref, "
+                 "fast, conv, fast_poly or auto")
 
     from sg3keras.config import resolve_preset
     print(f"machine: {cpu_summary(probe=any(v.startswith('bf16') for v in a.variants.split(',')))}")
@@ -147,7 +162,7 @@ def main():
     for c in a.configs.split(","):
         cfg_name = f"stylegan3-{c}"
         flops = schedule_flops(resolve_preset(cfg_name, img_resolution=a.res).generator, a.batch)
-        ref_img, fp32_fast = None, None
+        ref_img, fp32_fast, fp32_name = None, None, None
         for variant in a.variants.split(","):
             out = os.path.join(tmp, f"{cfg_name}-{variant}.npy")
             r = subprocess.run([sys.executable, __file__, "--batch", str(a.batch), "--reps",
@@ -161,8 +176,8 @@ def main():
             psnr = ""
             if variant.startswith("fp32") and ref_img is None:
                 ref_img = img
-            if variant == "fp32-fast":
-                fp32_fast = m["best_s"]
+            if variant == "fp32-fast" or (variant == "fp32-auto" and fp32_fast is None):
+                fp32_fast, fp32_name = m["best_s"], variant
             elif ref_img is not None:
                 mse = float(np.mean((img.astype(np.float64) - ref_img) ** 2))
                 psnr = f"{20 * np.log10(2) - 10 * np.log10(max(mse, 1e-30)):.1f}"
@@ -170,9 +185,11 @@ def main():
                   f"{m['best_s']:>9.2f}{m['best_s'] / a.batch:>8.2f}"
                   f"{m['best_s'] / (flops / rate):>8.2f}{flops / m['best_s'] / 1e9:>9.1f}"
                   f"{m['rss_mb']:>8.0f}{m['first_s']:>10.1f}{psnr:>7}", flush=True)
-            if variant == "bf16-fast" and fp32_fast:
-                print(f"{cfg_name:<16}bf16-fast is {fp32_fast / m['best_s']:.2f}x faster than "
-                      f"fp32-fast", flush=True)
+            if variant.endswith("-auto"):
+                print(f"{'':<16}stages: {format_choices(m['stages'])}", flush=True)
+            if variant.startswith("bf16") and fp32_fast:
+                print(f"{cfg_name:<16}{variant} is {fp32_fast / m['best_s']:.2f}x faster than "
+                      f"{fp32_name}", flush=True)
 
 
 if __name__ == "__main__":

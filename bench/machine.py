@@ -60,3 +60,50 @@ def cpu_summary(probe=True):
         amx = "uses AMX" if kernel and "amx" in kernel else "no AMX"
         line += f"; oneDNN bf16 conv kernel: {kernel or 'unknown'} ({amx})"
     return line
+
+
+def add_impl_options(ap, impl="auto"):
+    """``--impl`` (unless ``impl`` is None: the generator's ``filtered_lrelu`` implementation;
+    ``auto`` = measured per stage on this machine and cached, :mod:`sg3keras.ops.autotune`) and
+    ``--no-autotune`` (``auto`` keeps the fixed default ``fast``: ``SG3KERAS_AUTOTUNE=0``)."""
+    if impl is not None:
+        ap.add_argument("--impl", default=impl,
+                        choices=("auto", "fast", "conv", "fast_poly", "ref"))
+    ap.add_argument("--no-autotune", action="store_true",
+                    help="impl=auto keeps the fixed default (SG3KERAS_AUTOTUNE=0)")
+
+
+def apply_impl_options(a):
+    """Export ``--no-autotune`` to this process and its children (``SG3KERAS_AUTOTUNE=0``)."""
+    if a.no_autotune:
+        os.environ["SG3KERAS_AUTOTUNE"] = "0"
+
+
+def stage_choices(G):
+    """``[(layer name, impl, source)]`` for the alias-free layers of ``G`` after a call:
+    ``source`` says where an ``impl="auto"`` layer got its implementation (``autotune``,
+    ``cache``, ``env``, ``no-autotune``, ``default``) or ``fixed`` for an explicit impl."""
+    from keras import backend
+
+    from sg3keras.ops import autotune
+    made = autotune.choices()
+    out = []
+    for L in G.synthesis.synthesis_layers:
+        if L.impl != "auto":
+            out.append((L.name, L.impl, "fixed"))
+            continue
+        n = L.in_size + L.conv_kernel - 1
+        key = autotune.geometry_key(
+            (n, n, L.out_channels), () if L.up_filter is None else tuple(L.up_filter.shape),
+            () if L.down_filter is None else tuple(L.down_filter.shape), L.up_factor,
+            L.down_factor, L.padding, backend.standardize_dtype(L.compute_dtype))
+        out.append((L.name, *made.get(key, ("?", "not called"))))
+    return out
+
+
+def format_choices(choices):
+    """One line per implementation: ``impl (source): layer, layer, ...``."""
+    groups = {}
+    for name, impl, source in choices:
+        groups.setdefault(f"{impl} ({source})", []).append(name)
+    return "; ".join(f"{k}: {', '.join(v)}" for k, v in groups.items())

@@ -5,7 +5,8 @@ Default geometry: stylegan3-t-256 layer L7_148_512 (input 84 px + 2 from the ful
 batch and channel count given on the command line (defaults N=4, C=256 to fit 2 CPU cores).
 
 Usage: python bench/ops.py [--batch 4] [--channels 256] [--size 86] [--reps 3] [--radial]
-       [--impls ref,fast,conv] [--schedule stylegan3-t|stylegan3-r [--res 256] [--profile]]
+       [--impls ref,fast,conv,fast_poly] [--schedule stylegan3-t|stylegan3-r [--res 256]
+       [--profile | --radial-down [--dtype bfloat16]]]
 Prints ms per call (best of ``reps`` after one warm-up), forward and forward+backward. With
 ``--schedule`` it instead times the forward op alone at every layer's geometry of that config
 (batch ``--batch``, random input) for each impl, and the total. ``--profile`` (with
@@ -13,6 +14,10 @@ Prints ms per call (best of ``reps`` after one warm-up), forward and forward+bac
 bias, pad_gather, up_w, up_h, lrelu, down_w, down_h, down_2d, ...) with TensorFlow's per-node
 step statistics: ms per stage per layer (best traced run of ``reps``; nodes that run side by
 side are each counted in full, so stages can add up to more than the wall time).
+``--radial-down`` (with ``--schedule``) times the radial down filter alone at every radial
+layer, on an input of its real size (the upsampled activations), in both exact formulations of
+:mod:`sg3keras.ops.radial` (the strided depthwise convolution of ``impl="fast"`` and the
+polyphase form of ``impl="fast_poly"``), with its GFLOP/s (2 FLOPs per tap per kept sample).
 """
 
 import argparse
@@ -72,6 +77,28 @@ def schedule(a):
     print("  total  " + "  ".join(f"{k} {v:.0f} ms" for k, v in totals.items()))
 
 
+def radial_down(a):
+    """The radial down filter alone, per radial layer of a config, both formulations."""
+    from sg3keras.ops.radial import down_2d_phases, down_2d_strided
+    total = {}
+    for L, n, fu, fd, kw in layer_ops(a):
+        if not L.down_radial:
+            continue
+        tmp = n * L.up_factor + L.padding[0] + L.padding[1] - (L.up_taps - 1)
+        x = tf.cast(tf.random.normal([a.batch, tmp, tmp, L.out_channels]), a.dtype)
+        g = tf.cast(tf.constant(fd), a.dtype)
+        out = (tmp - fd.shape[0]) // L.down_factor + 1
+        flops = 2.0 * a.batch * out * out * L.out_channels * fd.size
+        row = f"  {L.name:<14}{str(list(x.shape)):<24}"
+        for name, fn in (("strided", down_2d_strided), ("phases", down_2d_phases)):
+            f = tf.function(lambda x, fn=fn: fn(x, g, L.down_factor))
+            t = best_ms(lambda: f(x).numpy(), a.reps)
+            total[name] = total.get(name, 0.0) + t
+            row += f"{name:>9} {t:7.1f} ms {flops / t / 1e6:6.1f} GFLOP/s"
+        print(row, flush=True)
+    print("  total  " + "  ".join(f"{k} {v:.0f} ms" for k, v in total.items()))
+
+
 def profile(a):
     """Per-stage times of ``impl="conv"`` at every layer of a config (TF step statistics)."""
     from collections import Counter
@@ -124,7 +151,16 @@ def main():
     ap.add_argument("--res", type=int, default=256)
     ap.add_argument("--profile", action="store_true",
                     help="with --schedule: impl=conv per-stage times (TF step statistics)")
+    ap.add_argument("--radial-down", action="store_true",
+                    help="with --schedule: the radial down filter alone, both formulations")
+    ap.add_argument("--dtype", default="float32", help="with --radial-down: float32, bfloat16")
     a = ap.parse_args()
+    if a.radial_down:
+        if not a.schedule:
+            ap.error("--radial-down needs --schedule CFG")
+        print(f"radial down filter per layer of {a.schedule} {a.res} px, batch {a.batch}, "
+              f"{a.dtype}")
+        return radial_down(a)
     if a.profile:
         if not a.schedule:
             ap.error("--profile needs --schedule CFG")

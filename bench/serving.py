@@ -3,8 +3,10 @@ generator.
 
 For each config (stylegan3-t / -r at 256 px, official default channels, batch 4, fp32):
 
-* ``in-process`` -- ``Generator`` (XLA-fused ``filtered_lrelu``, the default) inside a
-  ``tf.function``: ``G(z, truncation_psi=1)`` then the uint8 conversion, as ``serving_default``;
+* ``in-process`` -- ``Generator`` with ``--impl`` (default ``auto``: per stage the
+  ``filtered_lrelu`` implementation measured fastest on this machine, cached; printed per
+  stage; ``--no-autotune`` keeps the fixed ``fast``) inside a ``tf.function``:
+  ``G(z, truncation_psi=1)`` then the uint8 conversion, as ``serving_default``;
 * ``served``     -- ``sg3keras export`` (the default, XLA-free graph: ``impl="conv"``) loaded with
   ``tf.saved_model.load`` in a fresh process that imports only TensorFlow and numpy, calling
   ``serving_default``;
@@ -20,7 +22,7 @@ s/batch, the ratio to in-process, peak RSS and the largest pixel difference from
 in-process images (uint8); with rounds, also every round's ratios.
 
 Usage: python bench/serving.py [--configs t,r] [--res 256] [--batch 4] [--reps 2] [--rounds 1]
-       [--variants served,served-xla,served-ref]
+       [--variants served,served-xla,served-ref] [--impl auto] [--no-autotune]
 """
 
 import argparse
@@ -66,16 +68,16 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
-def in_process(cfg_name, res, batch, reps, work, save=True):
-    """Child: build the network (seed 0), save it and z (``save``), time the in-process
-    generator."""
+def in_process(cfg_name, res, batch, reps, work, save=True, impl="auto"):
+    """Child: build the network (seed 0, ``impl``), save it and z (``save``), time the
+    in-process generator."""
     sys.path.insert(0, ROOT)
     import numpy as np
     import tensorflow as tf
 
     from sg3keras.models.generator import Generator
     from sg3keras.utils import to_uint8
-    G = Generator.from_preset(cfg_name, img_resolution=res, seed=0)
+    G = Generator.from_preset(cfg_name, img_resolution=res, seed=0, impl=impl)
     z = np.random.RandomState(0).randn(batch, G.z_dim).astype(np.float32)
     if save:
         np.save(os.path.join(work, "z.npy"), z)
@@ -88,7 +90,8 @@ def in_process(cfg_name, res, batch, reps, work, save=True):
     if save:
         np.save(os.path.join(work, "in-process.npy"), img)
         G.save(os.path.join(work, "G.keras"))
-    print(json.dumps(dict(first_s=first, best_s=best,
+    from machine import stage_choices
+    print(json.dumps(dict(first_s=first, best_s=best, stages=stage_choices(G),
                           rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 
 
@@ -125,14 +128,17 @@ def main():
     ap.add_argument("--configs", default="t,r")
     ap.add_argument("--variants", default="served,served-xla,served-ref")
     ap.add_argument("--child", nargs="+", default=None, help=argparse.SUPPRESS)
+    from machine import add_impl_options, apply_impl_options, format_choices
+    add_impl_options(ap)
     a = ap.parse_args()
+    apply_impl_options(a)
     if a.rounds < 1 or a.reps < 1:
         ap.error(f"--rounds and --reps must be >= 1 (got --rounds {a.rounds}, --reps {a.reps})")
     if a.child:
         kind, *rest = a.child
         if kind in ("in-process", "in-process-again"):
             return in_process(rest[0], a.res, a.batch, a.reps, rest[1],
-                              save=kind == "in-process")
+                              save=kind == "in-process", impl=a.impl)
         return export(rest[0], rest[1])
 
     import numpy as np
@@ -145,7 +151,8 @@ def main():
         with tempfile.TemporaryDirectory(prefix="sg3-serving-") as work:
             try:
                 base = _child([__file__, "--res", str(a.res), "--batch", str(a.batch), "--reps",
-                               str(a.reps), "--child", "in-process", cfg_name, work])
+                               str(a.reps), "--impl", a.impl, "--child", "in-process", cfg_name,
+                               work])
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 print(f"{cfg_name:<14}in-process  FAILED: {e}")
                 continue
@@ -160,7 +167,8 @@ def main():
                 if k:
                     runs["in-process"].append(_child(
                         [__file__, "--res", str(a.res), "--batch", str(a.batch), "--reps",
-                         str(a.reps), "--child", "in-process-again", cfg_name, work]))
+                         str(a.reps), "--impl", a.impl, "--child", "in-process-again", cfg_name,
+                         work]))
                 for v, ex in list(exports.items()):
                     out = os.path.join(work, f"{v}.npy")
                     try:
@@ -177,6 +185,8 @@ def main():
             b = runs["in-process"][0]
             print(f"{cfg_name:<14}{'in-process':<12}{best['in-process']:>9.2f}{1:>10.2f}"
                   f"{b['first_s']:>9.1f}{'':>9}{b['rss_mb']:>8.0f}{'':>11}", flush=True)
+            print(f"{'':<14}in-process stages (impl={a.impl}): {format_choices(b['stages'])}",
+                  flush=True)
             for v, rs in runs.items():
                 if v == "in-process":
                     continue

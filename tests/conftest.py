@@ -5,6 +5,10 @@ import zlib
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The CLI runs networks with impl="auto" (sg3keras.ops.autotune), which measures and writes a
+# cache under ~/.cache; the suite (and the CLI processes it starts) keeps the fixed default.
+# tests/test_autotune.py clears this for its own tests.
+os.environ.setdefault("SG3KERAS_AUTOTUNE", "0")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 

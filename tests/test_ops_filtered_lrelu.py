@@ -216,7 +216,7 @@ def test_low_precision_runs(dtype, tol, impl, name):
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(impl="cuda"), "impl"),
-    (dict(impl="auto"), "impl"),
+    (dict(impl="fastest"), "impl"),
     (dict(up=-2), "up"),
     (dict(down=0), "down"),
     (dict(up=2.5), "up"),

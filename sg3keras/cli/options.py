@@ -45,9 +45,27 @@ def default_of(func, name):
 
 
 def load_network(ref):
-    """The network a ``--network`` value names (file, run directory, pretrained name or URL)."""
+    """The network a ``--network`` value names (file, run directory, pretrained name or URL),
+    its filtered nonlinearities set up by :func:`autotuned`."""
     from sg3keras.networks.loading import load_network as load
-    return load(ref)
+    return autotuned(load(ref))
+
+
+def autotuned(G):
+    """``G`` with its alias-free layers that use the library default (``impl="fast"``) switched
+    to ``impl="auto"``: per stage the fastest implementation on this machine, measured once and
+    cached (:mod:`sg3keras.ops.autotune`). ``$SG3KERAS_IMPL`` names one implementation for every
+    stage instead; ``$SG3KERAS_AUTOTUNE=0`` keeps the default. A layer saved with another
+    implementation keeps it. The weights and the generator's config are untouched."""
+    from sg3keras.layers.synthesis_layer import SynthesisLayer
+    from sg3keras.ops import autotune
+    if not (autotune.autotune_enabled() or os.environ.get(autotune.ENV_IMPL)):
+        return G
+    flatten = getattr(G, "_flatten_layers", None)
+    for layer in flatten() if flatten else ():
+        if isinstance(layer, SynthesisLayer) and layer.impl == autotune.DEFAULT:
+            layer.impl = "auto"
+    return G
 
 
 def parse_range(s, what="--seeds"):

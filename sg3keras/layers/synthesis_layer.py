@@ -45,8 +45,9 @@ class SynthesisLayer(keras.layers.Layer):
         padding: ``[x0, x1, y0, y1]`` padding of the upsampled signal.
         conv_clamp: clamp of the activation output (None = off).
         magnitude_ema_beta: decay of the input magnitude EMA.
-        impl: ``filtered_lrelu`` implementation: ``"fast"`` (default), ``"conv"`` (no XLA) or
-            ``"ref"``.
+        impl: ``filtered_lrelu`` implementation: ``"fast"`` (default), ``"conv"`` (no XLA),
+            ``"ref"``, ``"fast_poly"`` or ``"auto"`` (the fastest on this machine for this
+            layer's geometry, measured once and cached: :mod:`sg3keras.ops.autotune`).
 
     Call arguments:
         x: ``[N, in_size, in_size, in_channels]``; w: ``[N, w_dim]``;

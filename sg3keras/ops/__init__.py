@@ -8,7 +8,8 @@ Conventions (docs/CONTRIBUTING.md):
   None = identity. Ops convolve (flip the filter) unless ``flip_filter=True``.
 - Conv weights use the Keras layout ``[kh, kw, in, out]``; styles are ``[N, in]``.
 - ``impl="ref"`` is the literal composition of the official reference path; ``impl="fast"`` is
-  the polyphase/XLA formulation (TensorFlow: :mod:`sg3keras.ops.xla`, imported lazily).
+  the polyphase/XLA formulation (TensorFlow: :mod:`sg3keras.ops.xla`, imported lazily);
+  ``impl="auto"`` picks per geometry the fastest on this machine (:mod:`sg3keras.ops.autotune`).
 
 Symbol table:
 
@@ -17,7 +18,7 @@ Symbol table:
 ``upfirdn2d``                      upsample (zero insertion) -> pad -> FIR -> downsample
 ``filter2d``                       same-size FIR filtering
 ``upsample2d`` / ``downsample2d``  resampling with an interpolation filter
-``filtered_lrelu``                 bias -> up-FIR -> lrelu*gain -> clamp -> down-FIR (ref/fast)
+``filtered_lrelu``                 bias -> up-FIR -> lrelu*gain -> clamp -> down-FIR (ref/fast/...)
 ``modulated_conv2d``               StyleGAN3 modulated/demodulated conv (unfused form)
 ``design_lowpass_filter``          Kaiser-windowed sinc / radial jinc filter taps (NumPy)
 ``setup_filter``                   normalise / flip / scale a filter (NumPy)

@@ -13,6 +13,8 @@ docs/PAPER.md):
   (x first); 2-D filters (e.g. radial down filters) use 2-D tap sums. No zero-stuffed tensor is
   built. On the TensorFlow backend the fast path is compiled with
   ``tf.function(jit_compile=True)`` (:mod:`sg3keras.ops.xla`).
+- ``impl="fast_poly"``: ``"fast"`` with the 2-D down filter as polyphase components
+  (:mod:`sg3keras.ops.radial`); ``impl="auto"`` picks per geometry (:mod:`sg3keras.ops.autotune`).
 - ``impl="conv"``: the same polyphase plan as depthwise convolutions, matmuls and reshapes, for
   graphs that must run without XLA (the exported SavedModel, :mod:`sg3keras.export`).
   Upsampling along W copies the input once per phase along channels and filters each copy with
@@ -37,13 +39,15 @@ import keras
 import numpy as np
 from keras import backend, ops
 
+from .autotune import choose_impl
 from .bias_act import bias_act
 from .misc import parse_padding
+from .radial import down_2d_phases, down_2d_strided
 from .upfirdn2d import filter_size, prepare_filter, upfirdn2d
 
 __all__ = ["filtered_lrelu", "filtered_lrelu_fast", "output_size", "IMPLS"]
 
-IMPLS = ("ref", "fast", "conv")
+IMPLS = ("ref", "fast", "conv", "fast_poly", "auto")
 CONV_STAGES = ("bias", "clamp_bound", "pad_gather", "up_w", "up_h", "lrelu", "clamp",
                "down_w", "down_h", "down_2d", "crop")   # impl="conv" name scopes
 _scope = keras.name_scope
@@ -97,7 +101,10 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=ma
         clamp: None or the clamp bound (applied after the gain).
         flip_filter: correlate instead of convolve. Default False.
         impl: ``"fast"`` (polyphase, XLA on TensorFlow; default), ``"conv"`` (polyphase as
-            depthwise convolutions, no XLA) or ``"ref"``.
+            depthwise convolutions, no XLA), ``"ref"``, ``"fast_poly"`` (``"fast"`` with the
+            2-D down filter in polyphase form, :mod:`sg3keras.ops.radial`) or ``"auto"`` (the
+            fastest of these on this machine, measured once and cached:
+            :mod:`sg3keras.ops.autotune`).
     Returns:
         ``[N, H', W', C]`` with sizes from :func:`output_size`, in ``x.dtype``.
     """
@@ -121,6 +128,8 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=ma
                          f"padding={padding} gives an empty output")
     args = dict(up=up, down=down, padding=pad, gain=float(gain), slope=float(slope),
                 clamp=None if clamp is None else float(clamp), flip_filter=bool(flip_filter))
+    if impl == "auto":
+        impl = choose_impl(filtered_lrelu, x, fu, fd, b, args)
     if impl == "ref":
         return _filtered_lrelu_ref(x, fu, fd, b, **args)
     if impl == "conv":
@@ -128,15 +137,17 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=ma
     fu = None if fu is None else ops.convert_to_tensor(fu, "float32")
     fd = None if fd is None else ops.convert_to_tensor(fd, "float32")
     b = None if b is None else ops.convert_to_tensor(b)
+    down_2d = down_2d_phases if impl == "fast_poly" else down_2d_strided
     if backend.backend() == "tensorflow":
         from . import xla  # TensorFlow-only; imported lazily
         stage = xla.compiled_stage
         return xla.with_custom_gradient(
-            lambda x, b, fu, fd: filtered_lrelu_fast(x, fu, fd, b, **args, stage=stage),
+            lambda x, b, fu, fd: filtered_lrelu_fast(x, fu, fd, b, **args, stage=stage,
+                                                     down_2d=down_2d),
             lambda dy, x, b, fu, fd: filtered_lrelu_fast_grad(dy, x, fu, fd, b, **args,
                                                               stage=stage),
             x, b, consts=(fu, fd))
-    return filtered_lrelu_fast(x, fu, fd, b, **args)
+    return filtered_lrelu_fast(x, fu, fd, b, **args, down_2d=down_2d)
 
 
 def _filtered_lrelu_ref(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):
@@ -348,7 +359,7 @@ def _axes_passes(f):
 
 
 def filtered_lrelu_fast(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter,
-                        stage=_call):
+                        stage=_call, down_2d=down_2d_strided):
     """Polyphase ``filtered_lrelu`` written with ``keras.ops`` (any backend). Arguments as
     :func:`filtered_lrelu`, already validated (``padding`` a 4-tuple, filters float32 tensors or
     None); ``stage(fn, *tensors, **static)`` runs each stage (``sg3keras.ops.xla`` compiles it).
@@ -366,7 +377,7 @@ def filtered_lrelu_fast(x, fu, fd, b, up, down, padding, gain, slope, clamp, fli
         mid = dtype if dtype == "bfloat16" else None
         y = stage(stage_up_act, x, fu, b, up=up, padding=padding, gain=gain, slope=slope,
                   clamp=clamp, flip_filter=flip_filter, dtype=mid)
-        y = _conv_down_2d(y, prepare_filter(fd, y.dtype, flip_filter), down)
+        y = down_2d(y, prepare_filter(fd, y.dtype, flip_filter), down)
         return _out(y, dtype)
     y = stage(stage_up_act, x, fu, b, up=up, padding=padding, gain=gain, slope=slope,
               clamp=clamp, flip_filter=flip_filter)
@@ -509,14 +520,6 @@ def _conv_down_axis(x, g, down, axis):
     return ops.reshape(y, [-1, h, q, c] if axis == 2 else [-1, q, w, c])
 
 
-def _conv_down_2d(x, g, down):
-    """2-D FIR (correlation kernel ``g [kh, kw]``) kept at every ``down``-th sample of both
-    axes: one strided depthwise convolution."""
-    kh, kw, c = int(g.shape[0]), int(g.shape[1]), x.shape[3]
-    kernel = ops.broadcast_to(ops.reshape(g, [kh, kw, 1, 1]), [kh, kw, c, 1])
-    return ops.depthwise_conv(x, kernel, strides=down, padding="valid")
-
-
 def filtered_lrelu_conv(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):
     """``filtered_lrelu`` as depthwise convolutions (``impl="conv"``). Arguments as
     :func:`filtered_lrelu`, validated; ``padding`` a 4-tuple. Filters run in float32."""
@@ -579,7 +582,7 @@ def filtered_lrelu_conv(x, fu, fd, b, up, down, padding, gain, slope, clamp, fli
                 x = _conv_down_axis(x, gd, down, 1)
         else:
             with _scope("down_2d"):
-                x = _conv_down_2d(x, gd, down)
+                x = down_2d_strided(x, gd, down)
     if x.shape[1] != out_h or x.shape[2] != out_w:
         with _scope("crop"):
             x = x[:, :out_h, :out_w, :]

@@ -15,7 +15,8 @@ import functools
 
 import tensorflow as tf
 
-__all__ = ["compiled_stage", "with_custom_gradient"]
+__all__ = ["compiled_stage", "with_custom_gradient", "outside_trace", "graph_function",
+           "constant"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -53,3 +54,17 @@ def with_custom_gradient(forward, backward, x, b=None, consts=()):
     def op_b(x, b):
         return forward(x, b, *consts), lambda dy: backward(dy, x, b, *consts)
     return op_b(x, b)
+
+
+def outside_trace():
+    """Context in which ops run eagerly even while a ``tf.function`` is being traced (the
+    gradient tape paused): where :mod:`sg3keras.ops.autotune` times its candidates."""
+    return tf.init_scope()
+
+
+def graph_function(fn):
+    return tf.function(fn)
+
+
+def constant(value, dtype):
+    return tf.cast(tf.constant(value), dtype)
