@@ -183,11 +183,14 @@ def save_keras_atomic(model, path):
     try:
         model.save(tmp)
         fault_point("atomic.mid_write", path, partial=tmp)
+        with open(tmp, "rb") as f:      # on disk before the rename makes it the snapshot
+            os.fsync(f.fileno())
         fault_point("atomic.before_rename", path)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    fault_point("atomic.after_rename", path)
     return path
 
 

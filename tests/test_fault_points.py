@@ -251,3 +251,66 @@ def test_feature_stats_cache_killed_is_recomputed(tmp_path, point):
     s.save(str(path))
     mean, _ = FeatureStats.load(str(path)).get_mean_cov()
     assert np.array_equal(mean, [4, 5, 6, 7])
+
+
+# ---- snapshots (.keras) and SavedModel exports ---------------------------------------------
+
+SNAPSHOT_CHILD = '''
+import keras
+from sg3keras.utils import save_keras_atomic
+keras.utils.set_random_seed({seed})
+m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+save_keras_atomic(m, {path!r})
+'''
+
+
+@pytest.mark.slow     # three fresh processes that import Keras
+def test_snapshot_killed_at_each_write_step(tmp_path):
+    """A snapshot ``.keras`` killed half written (the temp file cut to half), written but not
+    renamed, or renamed: the run directory's newest snapshot is then the previous one or the
+    complete new one, never a partial file; writing it again works."""
+    import keras
+
+    from sg3keras.networks.loading import locate_network
+    old = tmp_path / "network-snapshot-000000.004.keras"
+    new = tmp_path / "network-snapshot-000000.008.keras"
+    exec(SNAPSHOT_CHILD.format(seed=1, path=str(old)), {})
+    for point in ["atomic.mid_write", "atomic.before_rename", "atomic.after_rename"]:
+        if new.exists():
+            new.unlink()
+        run_killed(SNAPSHOT_CHILD.format(seed=2, path=str(new)),
+                   f"{point}@network-snapshot-*.keras:1", tmp_path, timeout=300)
+        done = point == "atomic.after_rename"
+        assert locate_network(str(tmp_path))[0] == str(new if done else old), point
+        for snap in glob.glob(str(tmp_path / "network-snapshot-*.keras")):
+            keras.models.load_model(snap)
+    assert len(glob.glob(str(tmp_path / ".network-snapshot-*.tmp.keras"))) == 2   # hidden
+    exec(SNAPSHOT_CHILD.format(seed=2, path=str(new)), {})
+    assert keras.models.load_model(str(new)).count_params() == 10
+
+
+EXPORT_CHILD = '''
+import sys
+sys.path.insert(0, {tests!r})
+from test_export import _tiny_sg2
+from sg3keras.export import export_savedmodel
+export_savedmodel(_tiny_sg2(), {out!r}, "sg2")
+'''
+
+
+@pytest.mark.slow     # a fresh process that exports a SavedModel, then another export here
+def test_savedmodel_export_killed_before_publishing(tmp_path):
+    """An export killed with the SavedModel written to its temp directory but not renamed to
+    its version: no version directory exists (TF Serving sees nothing); the hidden temp
+    directory is not counted, and the next export is version 1."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from test_export import _tiny_sg2
+
+    from sg3keras.export import export_savedmodel
+    out = tmp_path / "models"
+    run_killed(EXPORT_CHILD.format(tests=os.path.dirname(os.path.abspath(__file__)),
+                                   out=str(out)), "export.before_rename:1", tmp_path, timeout=600)
+    names = os.listdir(out / "sg2")
+    assert len(names) == 1 and names[0].startswith(".export-")       # the temp dir, hidden
+    assert export_savedmodel(_tiny_sg2(), str(out), "sg2").endswith(os.path.join("sg2", "1"))
+    assert os.path.exists(out / "sg2" / "1" / "saved_model.pb")
