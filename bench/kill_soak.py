@@ -29,8 +29,10 @@ compared exactly with the reference run's, and ``stats.jsonl`` must hold each ti
 
 Usage: python bench/kill_soak.py [--kills 20] [--mw-kills N] [--only single|two-worker]
        [--seed 0] [--ticks 12] [--phases timer,checkpoint,...] [--workdir DIR] [--metrics]
-Prints the machine, the kills per phase, resumes/restarts and the verdict; the last line is
-``RESULT {json}``; exit status 0 when every soak ended bit-identical.
+Prints the machine, the kills per phase, resumes/restarts, the verdict and the snapshot / grid
+files that the uninterrupted run wrote and the killed one lacks; the last line is ``RESULT
+{json}``. Exit status 0: every soak ended bit-identical with no file lacking; 2: bit-identical,
+but some files lacking; 1: otherwise.
 """
 
 import argparse
@@ -234,6 +236,13 @@ def compare(ref, got):
     return problems, dict(arrays=len(sa), groups=groups, ada_p=ada_p)
 
 
+def artifacts(run_dir):
+    """The snapshot and grid files of a run (what a resumed run must have written too)."""
+    names = glob.glob(os.path.join(run_dir, "network-snapshot-*.keras")) + \
+        glob.glob(os.path.join(run_dir, "fakes0*.png"))
+    return sorted(os.path.basename(n) for n in names)
+
+
 def stats_ticks(run_dir):
     from sg3keras.runs.stats import read_stats, tick_of
     return [tick_of(r) for r in read_stats(run_dir)]
@@ -248,7 +257,7 @@ class Soak:
         self.tmp = os.path.join(self.base, "tmp")     # non-chief workers' scratch folders
         os.makedirs(self.tmp, exist_ok=True)
         self.phases, self.resumes, self.restarts, self.missed = {}, 0, 0, 0
-        self.problems, self.log = [], []
+        self.problems, self.log, self.lost = [], [], []
 
     def spec(self, outdir, resume=None):
         return options(self.args.data, outdir, self.args.ticks, self.workers, self.args.metrics,
@@ -274,8 +283,8 @@ class Soak:
             rng.randrange(self.workers)
         if kind == "timer":
             return kind, victim, None, rng.uniform(0, self.ref_sec)
-        if kind == "ada":
-            return kind, victim, f"ada.update:{n}", None
+        if kind == "ada":       # one adjustment is every 2 ticks: n = 1 keeps the kills many
+            return kind, victim, "ada.update:1", None
         pts = dict(checkpoint=CKPT_POINTS, snapshot=SNAP_POINTS, stats=STATS_POINTS,
                    metric=METRIC_POINTS)[kind]
         pt = rng.choice(pts)
@@ -329,6 +338,7 @@ class Soak:
 
     def run(self):
         ref = self.reference()
+        ref_files = artifacts(run_dir_of(os.path.join(self.base, "ref")))
         print(f"{self.name}: reference run {self.ref_sec:.0f} s", flush=True)
         for k in range(self.kills):
             run_dir = run_dir_of(os.path.join(self.base, "soak"))
@@ -344,6 +354,7 @@ class Soak:
         run_dir = run_dir_of(os.path.join(self.base, "soak"))
         problems, summary = compare(ref, final_state(run_dir))
         self.problems += problems
+        self.lost = sorted(set(ref_files) - set(artifacts(run_dir)))
         ticks = stats_ticks(run_dir)
         if ticks != list(range(1, self.args.ticks + 1)):
             self.problems.append(f"stats.jsonl ticks {ticks}")
@@ -355,7 +366,7 @@ class Soak:
                     kills_made=made, missed=self.missed, phases=self.phases,
                     resumes=self.resumes, restarts=self.restarts, compared=summary,
                     identical=not self.problems and summary is not None,
-                    problems=self.problems)
+                    problems=self.problems, lost=self.lost)
 
 
 def main(argv=None):
@@ -401,7 +412,9 @@ def main(argv=None):
             results.append(r)
             report(r)
     print("RESULT " + json.dumps(results), flush=True)
-    return 0 if all(r["identical"] for r in results) else 1
+    if not all(r["identical"] for r in results):
+        return 1
+    return 2 if any(r["lost"] for r in results) else 0
 
 
 def report(r):
@@ -418,6 +431,8 @@ def report(r):
           f"uninterrupted run")
     for p in r["problems"]:
         print(f"   problem: {p}")
+    print(f"   files the uninterrupted run wrote and the killed one lacks: "
+          f"{', '.join(r['lost']) or 'none'}")
 
 
 if __name__ == "__main__":

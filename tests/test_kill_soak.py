@@ -43,7 +43,9 @@ def test_kill_soak_short(tmp_path, soak, args, kills):
     rc, results, out = _soak(tmp_path, *args)
     (r,) = results
     assert r["soak"] == soak and r["workers"] == (2 if soak == "two-worker" else 1)
-    assert r["problems"] == [] and r["identical"] and rc == 0, out[-4000:]
+    # Status 2: bit-identical, but a snapshot or grid the uninterrupted run wrote is lacking
+    # (printed; docs/RELIABILITY.md names the two known cases).
+    assert r["problems"] == [] and r["identical"] and rc in (0, 2), out[-4000:]
     assert r["kills_made"] == kills and sum(r["phases"].values()) == kills, r
     assert r["resumes"] + r["restarts"] == kills, r      # one launch after each kill
     g = r["compared"]["groups"]
