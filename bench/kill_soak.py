@@ -8,10 +8,13 @@ Two soaks, each against its own uninterrupted reference run:
   each kill SIGKILLs one worker, the survivor is stopped (it ends by itself with
   ``PeerFailureError`` or is killed after ``--peer-grace`` seconds), and all are restarted.
 
-Each kill is drawn (seeded) from these phases:
+Each kill is aimed at one of these phases, taken in turn in a seeded order (the point, the hit
+and the delay within a phase are drawn with the same seed):
 
-* ``timer``: SIGKILL from outside after a random delay in [0, the reference run's wall time];
-  reported as ``timer/startup`` (no tick printed yet by this launch) or ``timer/training``;
+* ``timer``: SIGKILL from outside, either a random time into start-up (up to 0.9 x the
+  reference run's time to its first tick) or, with 3 ticks or more left, a random time after
+  the launch's first tick (up to half the reference's time for the ticks left); reported as
+  ``timer/startup`` or ``timer/training`` by whether the launch had printed a tick;
 * ``checkpoint``: a fault point (``sg3keras.utils.fault_point``) at one write step of the checkpoint
   ``.npz`` or its ``latest.json`` (temp made, half written, before rename, after rename);
 * ``snapshot``: the snapshot ``.keras`` half written / before its rename, or its grid PNG;
@@ -28,7 +31,7 @@ G_ema, both optimizers' moments and counters, ADA p and its statistics, RNG stat
 compared exactly with the reference run's, and ``stats.jsonl`` must hold each tick once.
 
 Usage: python bench/kill_soak.py [--kills 20] [--mw-kills N] [--only single|two-worker]
-       [--seed 0] [--ticks 12] [--phases timer,checkpoint,...] [--workdir DIR] [--metrics]
+       [--seed 0] [--ticks 24] [--phases timer,checkpoint,...] [--workdir DIR] [--metrics]
 Prints the machine, the kills per phase, resumes/restarts, the verdict and the snapshot / grid
 files that the uninterrupted run wrote and the killed one lacks; the last line is ``RESULT
 {json}``. Exit status 0: every soak ended bit-identical with no file lacking; 2: bit-identical,
@@ -125,6 +128,7 @@ class Launch:
     def __init__(self, spec, workers, faults_for, timeout, tmpdir):
         ports = free_ports(workers) if workers > 1 else None
         self.procs, self.outs = [], []
+        self.t0, self.first_tick = time.time(), None
         for i in range(workers):
             env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1",
                        PYTHONPATH=ROOT, TMPDIR=tmpdir)
@@ -142,9 +146,10 @@ class Launch:
             self.outs.append([])
             threading.Thread(target=self._read, args=(p, self.outs[-1]), daemon=True).start()
 
-    @staticmethod
-    def _read(p, out):
+    def _read(self, p, out):
         for line in p.stdout:
+            if self.first_tick is None and line.startswith("tick "):
+                self.first_tick = time.time() - self.t0
             out.append(line)
 
     def text(self, i):
@@ -258,6 +263,7 @@ class Soak:
         os.makedirs(self.tmp, exist_ok=True)
         self.phases, self.resumes, self.restarts, self.missed = {}, 0, 0, 0
         self.problems, self.log, self.lost = [], [], []
+        self.order, self.drawn = [], 0
 
     def spec(self, outdir, resume=None):
         return options(self.args.data, outdir, self.args.ticks, self.workers, self.args.metrics,
@@ -269,20 +275,30 @@ class Soak:
                         self.args.timeout, self.tmp)
         if not launch.wait(self.args.timeout) or any(p.returncode for p in launch.procs):
             launch.stop(0)
-            raise SystemExit(f"{self.name}: the reference run failed:\n" + launch.text(0)[-3000:])
+            raise SystemExit(f"{self.name}: the reference run failed (status "
+                             f"{[p.returncode for p in launch.procs]}; -9: killed after "
+                             f"--timeout {self.args.timeout} s):\n" + launch.text(0)[-3000:])
         self.ref_sec = time.time() - t0
+        self.ref_startup = launch.first_tick or self.ref_sec / 2
         return final_state(run_dir_of(os.path.join(self.base, "ref")))
 
     def draw(self, remaining_ticks):
         """``(phase, worker to kill, fault spec or None, timer delay or None)``."""
         rng = self.rng
-        kinds = [k for k in PHASES if k != "metric" or self.args.metrics]
-        kind = rng.choice([k for k in kinds if k in self.args.phases])
+        if not self.order:      # each phase in turn, in a seeded order
+            self.order = [k for k in PHASES if k in self.args.phases and
+                          (k != "metric" or self.args.metrics)]
+            rng.shuffle(self.order)
+        kind = self.order[self.drawn % len(self.order)]
+        self.drawn += 1
         n = rng.randint(1, max(1, min(2, remaining_ticks)))
         victim = 0 if kind in ("checkpoint", "snapshot", "stats", "metric") else \
             rng.randrange(self.workers)
         if kind == "timer":
-            return kind, victim, None, rng.uniform(0, self.ref_sec)
+            if remaining_ticks < 3 or rng.random() < 0.5:
+                return kind, victim, None, ("startup", rng.uniform(0, 0.9 * self.ref_startup))
+            left = (self.ref_sec - self.ref_startup) * remaining_ticks / self.args.ticks
+            return kind, victim, None, ("training", rng.uniform(0, 0.5 * left))
         if kind == "ada":       # one adjustment is every 2 ticks: n = 1 keeps the kills many
             return kind, victim, "ada.update:1", None
         pts = dict(checkpoint=CKPT_POINTS, snapshot=SNAP_POINTS, stats=STATS_POINTS,
@@ -309,7 +325,11 @@ class Soak:
         kind, victim, fault, delay = self.draw(self.args.ticks - done)
         launch = self.launch({victim: fault} if fault else {})
         if delay is not None:
-            launch.wait(delay)
+            end = time.time() + self.args.timeout
+            while delay[0] == "training" and launch.first_tick is None and \
+                    time.time() < end and launch.procs[victim].poll() is None:
+                time.sleep(0.05)
+            launch.wait(delay[1])
             alive = launch.procs[victim].poll() is None
             if alive:
                 kind = "timer/training" if "tick " in launch.text(0) else "timer/startup"
@@ -322,10 +342,15 @@ class Soak:
             time.sleep(0.2)
             alive = "FAULT " in launch.text(victim)
         launch.stop(self.args.peer_grace)
-        what = f"{kind} {fault or f'after {delay:.1f} s'} worker {victim}"
+        what = f"{kind} {fault or f'{delay[1]:.1f} s into {delay[0]}'} worker {victim}"
         if not alive:
             self.missed += 1
-            self.log.append(f"kill {k + 1}: {what}: missed (the launch ended first)")
+            codes = [p.returncode for p in launch.procs]
+            self.log.append(f"kill {k + 1}: {what}: missed (the launch ended first, status "
+                            f"{codes})")
+            print(self.log[-1], flush=True)
+            if any(codes):
+                self.problems.append(f"launch {k + 1} failed: " + launch.text(0)[-2000:])
             return
         self.phases[kind] = self.phases.get(kind, 0) + 1
         run_dir = run_dir_of(os.path.join(self.base, "soak"))
@@ -366,7 +391,7 @@ class Soak:
                     kills_made=made, missed=self.missed, phases=self.phases,
                     resumes=self.resumes, restarts=self.restarts, compared=summary,
                     identical=not self.problems and summary is not None,
-                    problems=self.problems, lost=self.lost)
+                    problems=self.problems, lost=self.lost, log=self.log)
 
 
 def main(argv=None):
@@ -376,7 +401,7 @@ def main(argv=None):
                     help="kills of the two-worker soak (default: --kills)")
     ap.add_argument("--only", choices=["single", "two-worker"])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--ticks", type=int, default=12, help="run length in ticks of 2 steps")
+    ap.add_argument("--ticks", type=int, default=24, help="run length in ticks of 2 steps")
     ap.add_argument("--metrics", action="store_true",
                     help="run eqt50k_int (4 samples) at each snapshot, to kill its record too")
     ap.add_argument("--phases", default=",".join(PHASES),

@@ -3,8 +3,8 @@ twice and a two-worker MultiWorkerMirroredStrategy run SIGKILLed once (one worke
 restarted), each resumed to the end, end bit-identical to an uninterrupted run of their own:
 every parameter, optimizer moment and counter, ADA p and statistics, G_ema, RNG state.
 
-The kills are drawn with a fixed seed from the phases the bench knows (a timer, a checkpoint
-write step, a snapshot write, a stats line, right after an ADA adjustment); the bench checks
+The kills are drawn with a fixed seed from the phases the bench knows (a checkpoint write step,
+a snapshot write, a stats line, right after an ADA adjustment); the bench checks
 after each kill that the run directory names a complete checkpoint and holds only complete
 snapshots, and at the end that ``stats.jsonl`` holds each tick once.
 """
@@ -20,10 +20,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow     # fresh training processes, a two-process cluster
 
 
-def _soak(tmp_path, *args, timeout=1500):
+def _soak(tmp_path, *args, timeout=2600):
     cmd = ["timeout", "-s", "KILL", str(timeout), sys.executable,
            os.path.join(ROOT, "bench", "kill_soak.py"), "--workdir", str(tmp_path),
-           "--timeout", "600", *args]
+           "--timeout", "900", *args]
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     out = r.stdout + r.stderr
@@ -32,8 +32,14 @@ def _soak(tmp_path, *args, timeout=1500):
     return r.returncode, json.loads(lines[-1][len("RESULT "):]), out
 
 
+# 4 launches of one process (single) or 3 of two (two-worker), each bounded by --timeout; about
+# 5 and 8 minutes on a loaded 2-core machine, more than the suite's 900 s default when the
+# machine is busier still.
+@pytest.mark.timeout(2700)
 @pytest.mark.parametrize("soak, args, kills", [
-    ("single", ["--only", "single", "--kills", "2", "--ticks", "4", "--seed", "3"], 2),
+    # Fault-point kills only: a timer kill may find the launch ended (then the run is over).
+    ("single", ["--only", "single", "--kills", "2", "--ticks", "4", "--seed", "3",
+                "--phases", "checkpoint,snapshot,stats,ada"], 2),
     # A kill right after a step that adjusted ADA's p (step 4, tick 2): the run resumes from
     # tick 1's checkpoint on both workers (a kill before any checkpoint would only restart).
     ("two-worker", ["--only", "two-worker", "--kills", "1", "--ticks", "4", "--seed", "1",
