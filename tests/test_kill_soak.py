@@ -53,7 +53,9 @@ def test_kill_soak_short(tmp_path, soak, args, kills):
     # (printed; docs/RELIABILITY.md names the two known cases).
     assert r["problems"] == [] and r["identical"] and rc in (0, 2), out[-4000:]
     assert r["kills_made"] == kills and sum(r["phases"].values()) == kills, r
-    assert r["resumes"] + r["restarts"] == kills, r      # one launch after each kill
+    # One launch after each kill, and after each launch that failed by itself (a multi-worker
+    # heartbeat timeout on a busy machine; it is resumed the same way, then the kill retried).
+    assert r["resumes"] + r["restarts"] == kills + len(r["spontaneous"]), r
     g = r["compared"]["groups"]
     assert min(g["G"], g["D"], g["G_ema"], g["g_opt"], g["d_opt"], g["augment_pipe"]) > 0, g
     assert r["compared"]["ada_p"][0] > 0, r              # ADA moved p, and it was compared
