@@ -35,7 +35,7 @@ import re
 import shutil
 import tempfile
 
-from sg3keras.utils import atomic_path, save_keras_atomic, to_uint8
+from sg3keras.utils import atomic_path, fault_point, save_keras_atomic, to_uint8
 
 __all__ = ["export_savedmodel", "export_keras", "export_onnx", "export_network",
            "randn_from_seeds", "serving_copy", "onnx_missing", "SIGNATURES"]
@@ -357,6 +357,7 @@ def export_savedmodel(G, outdir, name, version=None, xla=False):
     os.chmod(tmp, 0o777 & ~umask)       # mkdtemp's 0700 would survive the rename
     try:
         archive.write_out(tmp, verbose=False)
+        fault_point("export.before_rename", model_dir)
         if version is not None:
             return _publish(tmp, model_dir, version)
         for _ in range(100):         # another exporter may take the number first

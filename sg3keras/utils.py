@@ -1,15 +1,62 @@
-"""Small shared helpers: atomic file writes, official latents from seeds, image conversion
-and grids, time formatting."""
+"""Small shared helpers: atomic file writes (with fault points for the crash tests), official
+latents from seeds, image conversion and grids, time formatting."""
 
 import contextlib
+import fnmatch
 import json
 import os
+import signal
+import sys
 import tempfile
 
 import numpy as np
 
 __all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_json", "to_uint8", "format_time",
-           "z_from_seed", "save_png", "make_grid", "save_keras_atomic"]
+           "z_from_seed", "save_png", "make_grid", "save_keras_atomic", "fault_point"]
+
+
+# ---- fault points (docs/RELIABILITY.md lists them) --------------------------------------------
+
+def parse_faults(spec):
+    """``"a@x*:2,b:1"`` -> ``[["a", "x*", 2, 0], ["b", None, 1, 0]]`` (the last item counts hits).
+    A malformed spec is one ValueError naming ``$SG3KERAS_FAULT``."""
+    plan = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, n = item.rpartition(":")
+        name, _, glob = name.partition("@")
+        if not name or not n.isdigit() or int(n) < 1:
+            raise ValueError(f"$SG3KERAS_FAULT: {item!r}: expected POINT[@GLOB]:N with N >= 1")
+        plan.append([name, glob or None, int(n), 0])
+    return plan
+
+
+_FAULTS = parse_faults(os.environ.get("SG3KERAS_FAULT", ""))
+FAULTS_ARMED = bool(_FAULTS)
+
+
+def fault_point(name, path=None, partial=None):
+    """A step of a write to ``path`` where the crash tests may kill this process.
+
+    ``$SG3KERAS_FAULT="POINT[@GLOB]:N[,...]"`` (read at import) makes the ``N``-th hit of point
+    ``POINT`` whose file's base name matches ``GLOB`` (any file when omitted) print ``FAULT
+    POINT@NAME`` on stderr and SIGKILL this process (no ``finally``, no flush: a power cut).
+    Unset, this returns at once. ``partial``: a file complete at this point, cut to half its
+    size before the kill (what a kill while writing it would leave)."""
+    if not _FAULTS:
+        return
+    base = os.path.basename(os.fspath(path)) if path is not None else ""
+    for item in _FAULTS:
+        if item[0] != name or (item[1] is not None and not fnmatch.fnmatch(base, item[1])):
+            continue
+        item[3] += 1
+        if item[3] == item[2]:
+            if partial is not None and os.path.isfile(partial):
+                os.truncate(partial, os.path.getsize(partial) // 2)
+            os.write(sys.stderr.fileno(), f"FAULT {name}@{base}\n".encode())
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ---- atomic writes ------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -25,15 +72,18 @@ def atomic_path(path, suffix=".tmp"):
                                dir=directory)
     os.close(fd)
     try:
+        fault_point("atomic.begin", path)
         yield tmp
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
+        fault_point("atomic.before_rename", path)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+    fault_point("atomic.after_rename", path)
 
 
 @contextlib.contextmanager
@@ -49,13 +99,16 @@ def atomic_write(path, mode="wb"):
 
 def atomic_write_bytes(path, data: bytes):
     with atomic_write(path, "wb") as f:
+        if FAULTS_ARMED:          # crash tests only: stop with half of the bytes written
+            f.write(data[:len(data) // 2])
+            f.flush()
+            fault_point("atomic.mid_write", path)
+            data = data[len(data) // 2:]
         f.write(data)
 
 
 def atomic_write_json(path, obj):
-    with atomic_write(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def z_from_seed(seed, z_dim):
@@ -129,10 +182,15 @@ def save_keras_atomic(model, path):
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp.keras")
     try:
         model.save(tmp)
+        fault_point("atomic.mid_write", path, partial=tmp)
+        with open(tmp, "rb") as f:      # on disk before the rename makes it the snapshot
+            os.fsync(f.fileno())
+        fault_point("atomic.before_rename", path)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    fault_point("atomic.after_rename", path)
     return path
 
 
@@ -151,10 +209,19 @@ def lazy_exports(package, exports):
 def append_bytes(path, data):
     """Append ``data`` to ``path`` in one ``write`` on an ``O_APPEND`` file, then ``fsync``: a
     line appended so is never interleaved with another writer's, and a kill leaves at most the
-    last line cut short (the readers drop it)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)   # umask applies
+    last line cut short (the readers drop it). After such a cut line, ``data`` starts on a new
+    line, so the cut line stays a damaged line of its own instead of swallowing this one."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)   # umask applies
     try:
+        size = os.fstat(fd).st_size
+        if size and data and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        if FAULTS_ARMED:          # crash tests only: stop with half of the line appended
+            os.write(fd, data[:len(data) // 2])
+            fault_point("append.mid", path)
+            data = data[len(data) // 2:]
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
+    fault_point("append.after", path)

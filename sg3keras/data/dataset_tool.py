@@ -46,6 +46,8 @@ from typing import Any, Optional, Tuple, Union
 import numpy as np
 import PIL.Image
 
+from sg3keras.utils import fault_point
+
 __all__ = [
     "DatasetError",
     "CorruptImageError",
@@ -409,6 +411,7 @@ class DatasetWriter:
         name = archive_name(idx)
         self._put(name, buf.getvalue())
         self.labels.append([name, label])
+        fault_point("dataset.mid", self.dest)
 
     def close(self) -> bool:
         """Write ``dataset.json`` and move the output into place; returns whether labels were kept.
@@ -420,6 +423,7 @@ class DatasetWriter:
             self._put("dataset.json", json.dumps(meta).encode("utf-8"))
             if self.is_zip:
                 self._zip.close()
+            fault_point("dataset.before_rename", self.dest)
             os.replace(self._tmp, self.dest)
         except BaseException:
             self.abort()

@@ -20,6 +20,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from sg3keras.utils import fault_point
+
 __all__ = ["DownloadError", "cache_dir", "cached_file", "download", "is_url"]
 
 _CHUNK = 1 << 20
@@ -151,6 +153,7 @@ def download(url, dest=None, *, sha256=None, progress=True, timeout=60.0, log=No
                     if not block:
                         break
                     f.write(block)
+                    fault_point("download.mid", dest)
                     received += len(block)
                     bar.update(len(block))
                 bar.close()
@@ -166,6 +169,7 @@ def download(url, dest=None, *, sha256=None, progress=True, timeout=60.0, log=No
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
+        fault_point("download.before_rename", dest)
         os.replace(tmp, dest)
         return dest
     except DownloadError:

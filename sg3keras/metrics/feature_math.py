@@ -13,10 +13,11 @@ official StyleGAN3 metrics (NVlabs ``metrics/``; docs/PAPER.md) so that numbers 
 """
 
 import io
-import os
 
 import numpy as np
 import scipy.linalg
+
+from sg3keras.utils import atomic_write_bytes
 
 __all__ = [
     "FeatureStats",
@@ -128,10 +129,7 @@ class FeatureStats:
             arrays.update(all_features=self.get_all())
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
+        atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
     def load(cls, path):
