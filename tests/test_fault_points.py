@@ -314,3 +314,34 @@ def test_savedmodel_export_killed_before_publishing(tmp_path):
     assert len(names) == 1 and names[0].startswith(".export-")       # the temp dir, hidden
     assert export_savedmodel(_tiny_sg2(), str(out), "sg2").endswith(os.path.join("sg2", "1"))
     assert os.path.exists(out / "sg2" / "1" / "saved_model.pb")
+
+
+@pytest.mark.slow     # two tiny training launches
+def test_grid_killed_after_its_snapshot_is_written_on_resume(tmp_path):
+    """A kill between a snapshot's ``.keras`` and its ``fakes*.png`` grid: the resumed run
+    writes the grid (from the checkpoint of the same tick) instead of taking the snapshot as
+    done without it."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from train_fixtures import write_tiny_dataset
+    data = write_tiny_dataset(tmp_path / "tiny16.zip", n=16)
+    code = ("import sys; sys.path.insert(0, {tests!r})\n"
+            "from train_fixtures import tiny_options\n"
+            "from sg3keras.training.loop import train\n"
+            "train(tiny_options(outdir={out!r}, data={data!r}, kimg=0.008, tick=0.004, snap=1,"
+            "{resume}), log=print)\n")
+    tests = os.path.dirname(os.path.abspath(__file__))
+    out = str(tmp_path / "runs")
+    run_killed(code.format(tests=tests, out=out, data=data, resume=""),
+               "atomic.mid_write@fakes000000.004.png:1", tmp_path, timeout=600)
+    run_dir = glob.glob(os.path.join(out, "00000-*"))[0]
+    assert os.path.exists(os.path.join(run_dir, "network-snapshot-000000.004.keras"))
+    assert not os.path.exists(os.path.join(run_dir, "fakes000000.004.png"))
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    r = subprocess.run(["timeout", "-s", "KILL", "600", sys.executable, "-c",
+                        code.format(tests=tests, out=out, data=data,
+                                    resume=f"resume={run_dir!r}")],
+                       cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "fakes000000.004.png was missing" in r.stdout, r.stdout[-2000:]
+    for tag in ("000000.004", "000000.008"):
+        assert os.path.exists(os.path.join(run_dir, f"fakes{tag}.png")), tag

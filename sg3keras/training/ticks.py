@@ -265,6 +265,11 @@ class TickCallback(keras.callbacks.Callback):
             return
         if os.path.exists(path):
             if not snapshot_damaged(self.run_dir, path):
+                # A kill between the .keras and its grid: the grid again (same G_ema).
+                grid = f"fakes{_kimg_tag(float(meta['kimg']))}.png"
+                if not os.path.exists(os.path.join(self.run_dir, grid)):
+                    self._save_grid(grid)
+                    self.log(f"{grid} was missing: written after the resume")
                 return
             self.log(f"{path} is damaged (its SHA-256 is not the one in {SNAPSHOT_SUMS}); "
                      "writing it again from the checkpoint of the same tick")
