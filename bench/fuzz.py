@@ -78,12 +78,12 @@ def _report(results, args, seconds):
     print(f"machine: {cpu_summary(probe=False)}")
     print(f"campaign seed {args.seed}; {seconds:.0f} s in all")
     head = f"{'reader':14s} {'inputs':>7s} {'loaded':>7s} {'rejected':>9s} {'crashes':>8s} " \
-           f"{'hangs':>6s}"
+           f"{'hangs':>6s} {'seconds':>8s}"
     print(head)
     total = dict.fromkeys(("inputs",) + fuzz_harness.OUTCOMES, 0)
     for reader, c in results.items():
         print(f"{reader:14s} {c['inputs']:7d} {c['loaded']:7d} {c['rejected']:9d} "
-              f"{c['crash']:8d} {c['hang']:6d}")
+              f"{c['crash']:8d} {c['hang']:6d} {c.get('seconds', 0):8.0f}")
         for k in total:
             total[k] += c[k]
     print(f"{'total':14s} {total['inputs']:7d} {total['loaded']:7d} {total['rejected']:9d} "

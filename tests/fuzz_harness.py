@@ -151,6 +151,7 @@ def campaign(readers, inputs, campaign_seed, workdir, headroom=2 << 30, keep_cra
         for reader in readers:
             counts = dict.fromkeys(OUTCOMES, 0)
             counts.update(inputs=0, failures=[])
+            start = time.monotonic()
             for i in range(inputs[reader]):
                 indir = os.path.join(workdir, "inputs", reader)
                 path, desc = make_input(reader, seeds[READERS[reader][0]][0], campaign_seed, i,
@@ -166,6 +167,7 @@ def campaign(readers, inputs, campaign_seed, workdir, headroom=2 << 30, keep_cra
                     if log:
                         log(f"{reader} #{i} {res['outcome']}: {res['detail']} [{desc}]")
                 shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+            counts["seconds"] = round(time.monotonic() - start, 1)
             results[reader] = counts
     finally:
         worker.close()

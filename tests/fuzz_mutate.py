@@ -180,16 +180,17 @@ def _deflate(data):
 
 
 def zip_bomb(nbytes=None):
-    """``(deflate stream, crc, size)`` of ``nbytes`` zeros (built once per size)."""
+    """``(deflate stream, crc, size)`` of ``nbytes`` zeros (a multiple of 16 MiB), built once per
+    size: after a full flush deflate restarts, so one compressed 16 MiB block is repeated."""
     nbytes = nbytes or BOMB_BYTES
     if nbytes not in _BOMB:
-        c, crc, block = zlib.compressobj(9, zlib.DEFLATED, -15), 0, bytes(1 << 20)
-        parts = []
-        for i in range(0, nbytes, len(block)):
-            chunk = block[:min(len(block), nbytes - i)]
-            parts.append(c.compress(chunk))
-            crc = zlib.crc32(chunk, crc)
-        _BOMB[nbytes] = (b"".join(parts) + c.flush(), crc, nbytes)
+        block = bytes(16 << 20)
+        c = zlib.compressobj(9, zlib.DEFLATED, -15)
+        one = c.compress(block) + c.flush(zlib.Z_FULL_FLUSH)
+        crc, n = 0, max(1, nbytes // len(block))
+        for _ in range(n):
+            crc = zlib.crc32(block, crc)
+        _BOMB[nbytes] = (one * n + c.flush(), crc, n * len(block))
     return _BOMB[nbytes]
 
 
@@ -205,7 +206,7 @@ def _zip_member(d, rng, depth):
     how = rng.random()
     if how < 0.06:
         entries[k] = (name, 8, zip_bomb())
-        desc = f"member {name} -> deflate bomb of {BOMB_BYTES >> 20} MiB"
+        desc = f"member {name} -> deflate bomb of {entries[k][2][2] >> 20} MiB"
     elif how < 0.12:
         entries.insert(rng.randrange(len(entries) + 1), entries[k])
         desc = f"member {name} duplicated"

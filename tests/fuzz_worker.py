@@ -134,7 +134,6 @@ def _innermost(e):
 
 def classify(e, documented, path):
     """``(outcome, detail)`` of an exception raised by a reader on ``path``."""
-    from fuzz_harness import READERS  # noqa: F401  (documented names come from there)
     where, line = _innermost(e)
     short = f"{os.path.relpath(where, os.path.dirname(PKG))}:{line}"
     text = str(e).splitlines()[0][:300] if str(e) else ""
