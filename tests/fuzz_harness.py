@@ -169,6 +169,9 @@ def campaign(readers, inputs, campaign_seed, workdir, headroom=2 << 30, keep_cra
                 shutil.rmtree(os.path.dirname(path), ignore_errors=True)
             counts["seconds"] = round(time.monotonic() - start, 1)
             results[reader] = counts
+            if log:
+                log(f"done {reader}: " + json.dumps({k: v for k, v in counts.items()
+                                                      if k != "failures"}))
     finally:
         worker.close()
     return results

@@ -169,6 +169,38 @@ def _after(name):
     gc.collect()
 
 
+def _setup(name, seed_path, headroom):
+    """Import reader ``name``, warm it on its valid seed, then cap the address space."""
+    resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2)
+    reader = _reader(name)
+    if seed_path:
+        try:
+            reader(seed_path)
+        except Exception:
+            pass
+        _after(name)
+    if headroom > 0:
+        limit = _address_space() + headroom
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+    return reader
+
+
+def _run(reader, path, documented):
+    """The answer for one input: ``{"outcome": ..., "detail": ...}``."""
+    try:
+        reader(path)
+        return {"outcome": "loaded", "detail": ""}
+    except AssertionError as e:
+        return {"outcome": "crash", "detail": f"invariant: {e}"}
+    except RecursionError as e:
+        return {"outcome": "crash", "detail": f"RecursionError: {str(e)[:200]}"}
+    except Exception as e:
+        outcome, detail = classify(e, documented, path)
+        if os.environ.get("SG3KERAS_FUZZ_TRACEBACK") and outcome == "crash":
+            traceback.print_exception(e)
+        return {"outcome": outcome, "detail": detail}
+
+
 def main(seed_paths, headroom):
     from fuzz_harness import READERS
     proto = os.fdopen(os.dup(1), "w")
@@ -177,29 +209,8 @@ def main(seed_paths, headroom):
     for line in sys.stdin:
         name, path = json.loads(line)
         if name not in readers:
-            resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2)
-            readers[name] = _reader(name)
-            if seed_paths.get(name):                  # warm up on the valid seed
-                try:
-                    readers[name](seed_paths[name])
-                except Exception:
-                    pass
-                _after(name)
-            if headroom > 0:
-                limit = _address_space() + headroom
-                resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
-        try:
-            readers[name](path)
-            res = {"outcome": "loaded", "detail": ""}
-        except AssertionError as e:
-            res = {"outcome": "crash", "detail": f"invariant: {e}"}
-        except RecursionError as e:
-            res = {"outcome": "crash", "detail": f"RecursionError: {str(e)[:200]}"}
-        except Exception as e:
-            outcome, detail = classify(e, READERS[name][1], path)
-            res = {"outcome": outcome, "detail": detail}
-            if os.environ.get("SG3KERAS_FUZZ_TRACEBACK") and outcome == "crash":
-                traceback.print_exception(e)
+            readers[name] = _setup(name, seed_paths.get(name), headroom)
+        res = _run(readers[name], path, READERS[name][1])
         _after(name)
         proto.write(json.dumps(res) + "\n")
         proto.flush()

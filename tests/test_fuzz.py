@@ -4,6 +4,7 @@ crashed on (tests/fuzz_regressions/), and checks of the harness itself."""
 
 import gzip
 import io
+import json
 import os
 import random
 import shutil
@@ -61,27 +62,42 @@ def test_small_campaign_finds_no_crash_or_hang(seeds, tmp_path, monkeypatch):
 
 
 def _regression_inputs(tmp_path):
+    """``(reader, path)`` per regression: a file or folder as kept, ``X.gz`` (bombs and big
+    files, kept compressed) or ``X.patch.json`` (edits ``[offset, length, hex]`` of a fixture
+    under tests/, for a mutated official pickle)."""
     out = []
     for name in sorted(os.listdir(REGRESSIONS)):
         reader = name.split("--")[0]
         src = os.path.join(REGRESSIONS, name)
-        if name.endswith(".gz"):        # bombs and big files are kept compressed
+        if name.endswith(".gz"):
             dest = tmp_path / name[:-3]
             with gzip.open(src) as f, open(dest, "wb") as g:
                 shutil.copyfileobj(f, g)
             src = str(dest)
+        elif name.endswith(".patch.json"):
+            with open(src) as f:
+                patch = json.load(f)
+            with open(os.path.join(HERE, patch["base"]), "rb") as f:
+                data = bytearray(f.read())
+            for offset, length, new in reversed(patch["edits"]):
+                data[offset:offset + length] = bytes.fromhex(new)
+            src = str(tmp_path / name[:-len(".patch.json")])
+            with open(src, "wb") as f:
+                f.write(data)
         out.append((reader, src))
     return out
 
 
 @pytest.mark.slow
-def test_regression_inputs_are_refused_cleanly(tmp_path):
+def test_regression_inputs_are_refused_cleanly(seeds, tmp_path):
     """Every input that once crashed a reader (one file each, named ``<reader>--<what>``) now
     loads or is refused with the documented error, within bounded memory and time."""
     inputs = _regression_inputs(tmp_path)
-    assert {r for r, _ in inputs} >= {"pickle", "projected-w", "torchscript", "dataset-dir",
-                                      "dataset-zip", "keras"}
-    worker = fuzz_harness.Worker({}, 1 << 30)
+    assert {r for r, _ in inputs} >= {"pickle", "convert", "projected-w", "torchscript",
+                                      "dataset-dir", "dataset-zip", "keras", "inception-pb"}
+    kinds = {r: fuzz_harness.READERS[r][0] for r, _ in inputs}
+    built = seeds(set(kinds.values()))        # each reader warms up on its valid seed first
+    worker = fuzz_harness.Worker({r: built[k][1] for r, k in kinds.items()}, 1 << 30)
     try:
         answers = {os.path.basename(p): worker.run(r, p, fuzz_harness.READERS[r][2])
                    for r, p in inputs}

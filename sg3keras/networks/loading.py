@@ -64,7 +64,8 @@ def locate_network(ref, flag="--network"):
 
 
 # What Keras, h5py and zipfile raise on a damaged .keras archive or a config that does not fit.
-_KERAS_ERRORS = ZIP_ERRORS + (TypeError, AttributeError, IndexError, RuntimeError)
+_KERAS_ERRORS = ZIP_ERRORS + (TypeError, AttributeError, IndexError, RuntimeError,
+                              ArithmeticError)
 
 
 def _keras_zip_problem(path):
