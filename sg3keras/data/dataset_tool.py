@@ -258,7 +258,7 @@ def _zip_names(path: str) -> list:
     try:
         with zipfile.ZipFile(path) as zf:
             return [n for n in zf.namelist() if not n.endswith("/")]
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except ZIP_ERRORS as exc:
         if path.lower().endswith(".zip") or magic.startswith(b"PK"):
             raise DatasetError(f"{path}: not a readable .zip archive ({exc}; truncated or "
                                "damaged?); expected a complete .zip of images") from None
