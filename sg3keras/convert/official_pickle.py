@@ -91,7 +91,10 @@ def load_official_pickle(path, networks=_ALL_NETWORKS):
                                     f"expected {expected_cls!r}")
     for key in networks:
         module = data[key]
-        model = _converter(key)(module.state_dict(), dict(module.init_kwargs))
+        try:
+            model = _converter(key)(module.state_dict(), dict(module.init_kwargs))
+        except (ValueError, TypeError, ArithmeticError) as e:   # tensors / kwargs that do not fit
+            raise PickleFormatError(f"{where}: network {key!r}: {e}") from None
         if hasattr(model, "metadata"):     # sg3keras models record their source
             model.metadata = _source_metadata(where, key, module, out)
         out[key] = model

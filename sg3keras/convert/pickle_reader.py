@@ -24,6 +24,7 @@ import hashlib
 import io
 import os
 import pickle
+import pickletools
 import re
 
 import numpy as np
@@ -231,7 +232,7 @@ def _parse_storage_stream(data, where):
     if not isinstance(data, (bytes, bytearray)):
         raise PickleFormatError(f"_load_from_bytes expects bytes in {where}")
     f = io.BytesIO(data)
-    header = [_StorageUnpickler(f, where).load() for _ in range(3)]
+    header = [_load_checked(_StorageUnpickler(f, where), f, where) for _ in range(3)]
     if header[0] != _TORCH_MAGIC:
         raise PickleFormatError(f"storage stream in {where} has the wrong magic number "
                                 f"{header[0]!r} (expected legacy torch.save data)")
@@ -241,8 +242,8 @@ def _parse_storage_stream(data, where):
     if not isinstance(header[2], dict) or header[2].get("little_endian") is not True:
         raise PickleFormatError(f"storage stream in {where} is not little-endian: {header[2]!r}")
     unp = _StorageUnpickler(f, where)
-    obj = unp.load()
-    keys = _StorageUnpickler(f, where).load()
+    obj = _load_checked(unp, f, where)
+    keys = _load_checked(_StorageUnpickler(f, where), f, where)
     refs = {r.key: r for r in unp.refs}
     if not isinstance(obj, _StorageRef) or not isinstance(keys, list) or set(keys) != set(refs):
         raise PickleFormatError(f"storage stream in {where} does not hold exactly one storage")
@@ -269,6 +270,11 @@ def _parse_storage_stream(data, where):
     if obj.type_name == "BFloat16Storage":  # exact widening: bfloat16 = top 16 bits of float32
         out = (out.astype(np.uint32) << 16).view(np.float32)
     return out.astype(out.dtype.newbyteorder("="), copy=False)
+
+
+def _load_checked(unpickler, f, where):
+    _check_lengths(f, f"storage stream in {where}")
+    return unpickler.load()
 
 
 def _read_exact(f, n, where):
@@ -433,9 +439,48 @@ def read_official_pickle(path_or_file):
     return _read(path_or_file, str(getattr(path_or_file, "name", "<file object>")))
 
 
+class _Clamped:
+    """A seekable binary file whose ``read(n)`` never asks for more than the bytes left, so a
+    length written in the pickle (``BINBYTES``, ``BINUNICODE8``, ...) cannot size a buffer
+    beyond the file's real size."""
+
+    def __init__(self, f):
+        self.f = f
+        pos = f.tell()
+        self.size = f.seek(0, io.SEEK_END)
+        f.seek(pos)
+
+    def read(self, n=-1):
+        left = max(0, self.size - self.f.tell())
+        return self.f.read(left if n is None or n < 0 else min(n, left))
+
+    def readline(self, *args):
+        return self.f.readline(*args)
+
+    def seek(self, *args):
+        return self.f.seek(*args)
+
+    def tell(self):
+        return self.f.tell()
+
+
+def _check_lengths(f, where):
+    """Walk the opcodes of the pickle at ``f``'s position, building nothing: every length it
+    claims (``BINBYTES``, ``BINUNICODE8``, ``LONG4``, ...) must fit in the bytes really left,
+    because the unpickler allocates a buffer of that length before reading. Rewinds ``f``."""
+    pos = f.tell()
+    try:
+        for _ in pickletools.genops(f):
+            pass
+    except Exception as e:      # pickletools reports a short read or a bad opcode as ValueError
+        raise PickleFormatError(f"{where} is not a readable network pickle ({e})") from None
+    f.seek(pos)
+
+
 def _read(f, where):
     if not (hasattr(f, "seekable") and f.seekable()):
         f = io.BytesIO(f.read())
+    f = _Clamped(f)
     head = f.read(4)
     f.seek(-len(head), io.SEEK_CUR)
     if head.startswith(b"PK\x03\x04"):
@@ -444,6 +489,7 @@ def _read(f, where):
     if len(head) < 2 or head[0] != pickle.PROTO[0] or not 2 <= head[1] <= 5:
         raise PickleFormatError(f"{where} is not a network pickle (it starts with {head!r}; "
                                 f"expected a pickle of protocol 2 to 5)")
+    _check_lengths(f, where)
     try:
         raw = _SnapshotUnpickler(f, where).load()
     except PickleFormatError as e:

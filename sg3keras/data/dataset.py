@@ -47,6 +47,7 @@ from sg3keras.data.dataset_tool import (
 __all__ = ["ImageDataset", "DatasetError"]
 
 _TF_DECODABLE = (".png", ".jpg", ".jpeg", ".bmp")
+MAX_CLASSES = 1 << 20     # class labels index one-hot vectors of max(label) + 1 floats
 
 
 def _parse_labels(raw: Optional[dict], names, where: str, all_names=None):
@@ -58,16 +59,18 @@ def _parse_labels(raw: Optional[dict], names, where: str, all_names=None):
     check_labels(raw, names if all_names is None else all_names, names, where, what="dataset",
                  unlabelled_hint="\"labels\": null, or train with --cond 0")
     values = [raw[n] for n in names]
+    if values and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                      for v in values):
+        if min(values) < 0:
+            raise DatasetError(f"{where}: class labels must be >= 0, got {int(min(values))}")
+        if max(values) >= MAX_CLASSES:       # the one-hot vectors are max + 1 long
+            raise DatasetError(f"{where}: class label {int(max(values))} is too large; expected "
+                               f"class indices below {MAX_CLASSES}")
+        return np.array(values, np.int64)
     try:
         arr = np.array(values)
     except ValueError:
         arr = np.array(values, dtype=object)
-    if arr.ndim == 1 and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                             for v in values):
-        arr = arr.astype(np.int64)
-        if arr.size and arr.min() < 0:
-            raise DatasetError(f"{where}: class labels must be >= 0, got {int(arr.min())}")
-        return arr
     if arr.ndim == 2 and arr.dtype != object and np.issubdtype(arr.dtype, np.number):
         return arr.astype(np.float32)
     raise DatasetError(f"{where}: expected integer class labels or equal-length float vectors")

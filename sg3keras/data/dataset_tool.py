@@ -21,15 +21,11 @@ Conversion steps (:func:`convert_dataset`), per source image in sorted order:
 5. encode as an uncompressed PNG named after the source index (so dropped images leave gaps in
    the numbering, as in the official tool) and record the label.
 
-Labels: the source's ``dataset.json`` must label every image or none (``"labels": null`` or no
-file), and label only files of the source (the official tool silently drops all labels when one
-is missing; here that is an error, so that nothing is lost).
-
-The destination (``*.zip`` or a directory that is absent or empty; an existing ``.zip`` only
-with ``force``) is written to a temporary sibling and moved into place with ``os.replace``;
-on any error nothing is left behind (also no parent directories it created).
-
-Messages name the file and use the ``sg3keras dataset`` flags (``--resolution``, ``--skip-bad``).
+Labels: the source's ``dataset.json`` must label every image or none, and only files of the
+source (the official tool drops all labels when one is missing; here that is an error).
+The destination (``*.zip`` or an absent or empty directory; an existing ``.zip`` only with
+``force``) is written to a temporary sibling and moved into place with ``os.replace``; on any
+error nothing is left behind. Messages name the file and the ``sg3keras dataset`` flags.
 """
 
 from __future__ import annotations
@@ -40,12 +36,12 @@ import os
 import shutil
 import tempfile
 import zipfile
-import zlib
 from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 import PIL.Image
 
+from sg3keras.data.zipcheck import ZIP_ERRORS, size_problem
 from sg3keras.utils import fault_point
 
 __all__ = [
@@ -67,8 +63,7 @@ __all__ = [
 
 TRANSFORMS = (None, "center-crop", "center-crop-wide")
 MODE_CHANNELS = {"L": 1, "RGB": 3}
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, PIL.Image.DecompressionBombError,
-                  zipfile.BadZipFile, zlib.error)
+_DECODE_ERRORS = (SyntaxError, PIL.Image.DecompressionBombError) + ZIP_ERRORS  # OSError, ...
 
 
 class DatasetError(ValueError):
@@ -119,7 +114,7 @@ def read_labels_json(data: bytes, where: str) -> Optional[dict]:
         if labels is None:
             return None
         return {str(name).replace("\\", "/"): label for name, label in labels}
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise DatasetError(
             f"{where}: expected JSON {{\"labels\": [[relpath, label], ...] or null}} ({exc})"
         ) from None
@@ -164,7 +159,7 @@ class ImageSource:
         """``read_bytes`` with a damaged zip member or unreadable file as CorruptImageError."""
         try:
             return self.read_bytes(name)
-        except (OSError, zipfile.BadZipFile, zlib.error) as exc:
+        except ZIP_ERRORS as exc:
             raise CorruptImageError(f"{self.where(name)}: cannot read image "
                                     f"({decode_error_reason(exc)}); expected a readable image "
                                     "file") from None
@@ -180,8 +175,12 @@ class ImageSource:
         return f"{self.path}:{name}" if self.kind == "zip" else os.path.join(self.path, name)
 
     def read_bytes(self, name: str) -> bytes:
-        if self.kind == "zip":
-            return self._zipfile().read(name)
+        if self.kind == "zip":      # sizes checked against the archive first (no zip bombs)
+            info = self._zipfile().getinfo(name)
+            problem = size_problem(info, os.path.getsize(self.path))
+            if problem:
+                raise zipfile.BadZipFile(problem)
+            return self._zipfile().read(info)
         with open(os.path.join(self.path, name), "rb") as f:
             return f.read()
 
@@ -189,7 +188,13 @@ class ImageSource:
         """``{relpath: label}`` from the root ``dataset.json``, or None if absent or null."""
         if "dataset.json" not in self._all_names:
             return None
-        return read_labels_json(self.read_bytes("dataset.json"), self.where("dataset.json"))
+        try:
+            data = self.read_bytes("dataset.json")
+        except ZIP_ERRORS as exc:
+            raise DatasetError(f"{self.where('dataset.json')}: cannot read it "
+                               f"({decode_error_reason(exc)}); expected a readable JSON file") \
+                from None
+        return read_labels_json(data, self.where("dataset.json"))
 
     def open_image(self, name: str, decode: bool = True) -> PIL.Image.Image:
         """Open ``name`` with PIL; ``decode`` loads all pixels. Raises DatasetError naming the file."""
@@ -250,7 +255,7 @@ def _zip_names(path: str) -> list:
     try:
         with zipfile.ZipFile(path) as zf:
             return [n for n in zf.namelist() if not n.endswith("/")]
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except ZIP_ERRORS as exc:
         if path.lower().endswith(".zip") or magic.startswith(b"PK"):
             raise DatasetError(f"{path}: not a readable .zip archive ({exc}; truncated or "
                                "damaged?); expected a complete .zip of images") from None

@@ -33,6 +33,8 @@ import zipfile
 
 import numpy as np
 
+from sg3keras.data.zipcheck import read_member
+
 __all__ = [
     "Detector", "DetectorNotFoundError", "DetectorFormatError", "UnsafePickleError",
     "load_detector", "find_detector_file", "read_torchscript_tensors", "read_graphdef_consts",
@@ -171,11 +173,16 @@ class _TorchScriptUnpickler(pickle.Unpickler):
         stype, key, numel = pid[1], str(pid[2]), int(pid[4])
         if key not in self._storages:
             entry = f"{self._prefix}data/{key}"
+            need = numel * stype.dtype.itemsize
             try:
-                raw = self._archive.read(entry)
+                info = self._archive.getinfo(entry)
             except KeyError:
                 raise DetectorFormatError(f"{self._where}: missing storage entry '{entry}'")
-            if len(raw) < numel * stype.dtype.itemsize:
+            if numel < 0 or info.file_size < need:     # checked before anything is read
+                raise DetectorFormatError(f"{self._where}: storage '{entry}' holds "
+                                          f"{info.file_size} bytes, its tensor claims {need}")
+            raw = read_member(self._archive, info, need)
+            if len(raw) < need:
                 raise DetectorFormatError(f"{self._where}: storage '{entry}' is truncated")
             arr = np.frombuffer(raw, stype.dtype, count=numel)
             if stype.name == "BFloat16Storage":  # widen exactly to float32
@@ -233,18 +240,27 @@ def read_torchscript_tensors(path):
         data = f.read()
     if not zipfile.is_zipfile(io.BytesIO(data)):
         data = _embedded_zip(data, path)
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        names = [n for n in archive.namelist()
-                 if n.endswith("data.pkl") and n.count("/") <= 1 and "/code/" not in n]
-        if not names:
-            raise DetectorFormatError(f"{path}: zip archive without data.pkl (not TorchScript)")
-        prefix = names[0][: -len("data.pkl")]
-        root = _TorchScriptUnpickler(archive.read(names[0]), archive, prefix, path).load()
-    if not isinstance(root, _ScriptObject):
-        raise DetectorFormatError(f"{path}: data.pkl does not hold a TorchScript module")
-    out = {}
-    _flatten(root, "", out, set())
-    return out
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = [n for n in archive.namelist()
+                     if n.endswith("data.pkl") and n.count("/") <= 1 and "/code/" not in n]
+            if not names:
+                raise DetectorFormatError(f"{path}: zip archive without data.pkl (not "
+                                          "TorchScript)")
+            prefix = names[0][: -len("data.pkl")]
+            blob = read_member(archive, archive.getinfo(names[0]))
+            root = _TorchScriptUnpickler(blob, archive, prefix, path).load()
+        if not isinstance(root, _ScriptObject):
+            raise DetectorFormatError(f"{path}: data.pkl does not hold a TorchScript module")
+        out = {}
+        _flatten(root, "", out, set())
+        return out
+    except DetectorFormatError:
+        raise
+    except Exception as err:   # a damaged archive or pickle: zipfile, pickle, numpy errors
+        raise DetectorFormatError(f"{path}: not a readable TorchScript file "
+                                  f"({type(err).__name__}: {err})") from err
+
 
 
 # ------------------------------------------------------------------------------------------------
@@ -265,12 +281,27 @@ def read_graphdef_consts(path):
 
     graph = tf.compat.v1.GraphDef()
     with open(os.fspath(path), "rb") as f:
+        data = f.read()
+    try:
+        graph.ParseFromString(data)
+    except Exception as err:
+        raise DetectorFormatError(f"{path}: not a TensorFlow GraphDef ({err})")
+    out = {}
+    for node in graph.node:
+        if node.op != "Const" or "value" not in node.attr:
+            continue
+        tensor = node.attr["value"].tensor
+        # A constant filled from one value may claim any shape: checked before numpy fills it.
+        count = int(np.prod([max(0, d.size) for d in tensor.tensor_shape.dim], dtype=object))
+        if count > len(data):
+            raise DetectorFormatError(f"{path}: constant '{node.name}' claims {count} elements, "
+                                      f"more than the file's {len(data)} bytes could hold")
         try:
-            graph.ParseFromString(f.read())
+            out[node.name] = tf.make_ndarray(tensor)
         except Exception as err:
-            raise DetectorFormatError(f"{path}: not a TensorFlow GraphDef ({err})")
-    return {node.name: tf.make_ndarray(node.attr["value"].tensor)
-            for node in graph.node if node.op == "Const" and "value" in node.attr}
+            raise DetectorFormatError(f"{path}: constant '{node.name}' is not a readable tensor "
+                                      f"({type(err).__name__}: {err})") from None
+    return out
 
 
 # ------------------------------------------------------------------------------------------------

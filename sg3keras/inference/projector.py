@@ -380,27 +380,72 @@ def save_projection(G, projection, outdir):
     return paths
 
 
+def _npz_member(zf, info, want, where, archive_size):
+    """One ``.npy`` member of a ``projected_w.npz`` as float32, its header checked first: a float
+    dtype, a shape accepted by ``want[0](shape)`` (``want[1]`` says which) and a data size the member really holds."""
+    from sg3keras.data.zipcheck import size_problem
+    key = info.filename[:-len(".npy")]
+    problem = size_problem(info, archive_size)
+    if problem:
+        raise ValueError(f"--projected-w {where}: {problem}")
+    with zf.open(info) as f:
+        try:       # numpy parses the header as Python literals (tokenize errors included)
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                           np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)
+        except Exception as e:
+            raise ValueError(f"--projected-w {where}: array {key!r} has no readable .npy header "
+                             f"({type(e).__name__}: {e})") from None
+        if dtype.kind != "f" or not want[0](shape):
+            raise ValueError(f"--projected-w {where}: {key!r} has shape {list(shape)} and dtype "
+                             f"{dtype}, expected {want[1]} (float) for this network")
+        nbytes = math.prod(shape) * dtype.itemsize
+        data = f.read(nbytes)
+    if len(data) != nbytes:
+        raise ValueError(f"--projected-w {where}: array {key!r} is truncated ({len(data)} of "
+                         f"{nbytes} bytes)")
+    arr = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+    return arr.astype(np.float32)
+
+
 def load_projected_w(path, G):
     """``(ws [N, num_ws, w_dim] float32, noise {layer: [R, R]})`` from a ``projected_w.npz``
-    (key ``w``, official format; ``noise.<layer>`` keys are optional), checked against ``G``."""
-    try:
-        with np.load(os.fspath(path)) as data:
-            if "w" not in data.files:
-                raise ValueError(f"--projected-w {path}: no array 'w' (keys: {data.files})")
-            ws = np.asarray(data["w"], np.float32)
-            noise = {k[len("noise."):]: np.asarray(data[k], np.float32)
-                     for k in data.files if k.startswith("noise.")}
-    except (OSError, EOFError) as e:
-        raise ValueError(f"--projected-w {path}: not a readable .npz file ({e})") from None
-    if ws.ndim != 3 or ws.shape[1:] != (G.num_ws, G.w_dim):
-        raise ValueError(f"--projected-w {path}: 'w' has shape {list(ws.shape)}, expected "
-                         f"[N, {G.num_ws}, {G.w_dim}] for this network")
+    (key ``w``, official format; ``noise.<layer>`` keys are optional), checked against ``G``.
+
+    Each array's header (dtype, shape) is checked against ``G`` and its size against the
+    archive before any data is read. Raises ValueError naming the file."""
+    import zipfile
+
+    from sg3keras.data.zipcheck import ZIP_ERRORS
+    where = os.fspath(path)
     expected = dict(G.noise_inputs())
-    for k, v in noise.items():
-        if k not in expected or v.shape != (expected[k], expected[k]):
-            raise ValueError(f"--projected-w {path}: noise buffer '{k}' of shape "
-                             f"{list(v.shape)} does not fit this network")
-    return ws, noise
+    wants = {"w": (lambda s: len(s) == 3 and tuple(s[1:]) == (G.num_ws, G.w_dim),
+                   f"[N, {G.num_ws}, {G.w_dim}]")}
+    wants.update({f"noise.{k}": (lambda s, r=r: tuple(s) == (r, r), f"[{r}, {r}]")
+                  for k, r in expected.items()})
+    arrays = {}
+    try:
+        with zipfile.ZipFile(where) as zf:
+            members = {i.filename[:-len(".npy")]: i for i in zf.infolist()
+                       if i.filename.endswith(".npy")}
+            if "w" not in members:
+                raise ValueError(f"--projected-w {where}: no array 'w' (keys: {sorted(members)})")
+            for key in [k for k in members if k == "w" or k.startswith("noise.")]:
+                if key not in wants:
+                    raise ValueError(f"--projected-w {where}: noise buffer "
+                                     f"'{key[len('noise.'):]}' does not fit this network")
+                arrays[key] = _npz_member(zf, members[key], wants[key], where,
+                                          os.path.getsize(where))
+    except ValueError as e:
+        if str(e).startswith(f"--projected-w {where}"):
+            raise
+        raise ValueError(f"--projected-w {where}: not a readable .npz file ({e})") from None
+    except ZIP_ERRORS as e:
+        raise ValueError(f"--projected-w {where}: not a readable .npz file "
+                         f"({type(e).__name__}: {e})") from None
+    ws = arrays.pop("w")
+    return ws, {k[len("noise."):]: v for k, v in arrays.items()}
 
 
 def render_projected_w(G, path, outdir, noise_mode="const"):

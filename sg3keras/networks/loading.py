@@ -6,6 +6,7 @@ import os
 import pickle
 import zipfile
 
+from ..data.zipcheck import ZIP_ERRORS, archive_problem
 from .pretrained import NetworkSourceError, resolve_network_file
 
 __all__ = ["load_network", "load_networks", "locate_network", "NetworkLoadError",
@@ -62,16 +63,34 @@ def locate_network(ref, flag="--network"):
     return path, kind
 
 
+# What Keras, h5py and zipfile raise on a damaged .keras archive or a config that does not fit.
+_KERAS_ERRORS = ZIP_ERRORS + (TypeError, AttributeError, IndexError, RuntimeError,
+                              ArithmeticError)
+
+
+def _keras_zip_problem(path):
+    """Why ``path`` cannot be a .keras archive (a damaged zip, a member claiming sizes beyond the
+    file: :func:`sg3keras.data.zipcheck.size_problem`), checked before Keras inflates anything;
+    or None."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return archive_problem(zf, path)
+    except ZIP_ERRORS as e:
+        return "not a zip archive" if not zipfile.is_zipfile(path) else \
+            f"{type(e).__name__}: {e}"
+
+
 def _load_keras(path, ref, flag):
     import keras
     _register_classes()
-    try:
-        return keras.saving.load_model(path, safe_mode=True)
-    except (zipfile.BadZipFile, EOFError, KeyError, OSError, ValueError, TypeError) as e:
-        what = "not a zip archive" if not zipfile.is_zipfile(path) else \
-            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        raise NetworkLoadError(f"{flag} {ref}: {path} is not a readable .keras network ({what}); "
-                               "expected a .keras file saved by sg3keras / Keras 3") from None
+    what = _keras_zip_problem(path)
+    if what is None:
+        try:
+            return keras.saving.load_model(path, safe_mode=True)
+        except _KERAS_ERRORS as e:
+            what = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    raise NetworkLoadError(f"{flag} {ref}: {path} is not a readable .keras network ({what}); "
+                           "expected a .keras file saved by sg3keras / Keras 3") from None
 
 
 def load_networks(ref, which=("G_ema",), flag="--network"):
