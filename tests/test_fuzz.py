@@ -1,4 +1,4 @@
-"""Fuzzing the readers of outside data (docs/RELIABILITY-fuzz.md; the large campaign is
+"""Fuzzing the readers of outside data (docs/RELIABILITY.md; the large campaign is
 bench/fuzz.py): a small seeded campaign over every reader, the replay of every input a campaign
 crashed on (tests/fuzz_regressions/), and checks of the harness itself."""
 
