@@ -54,6 +54,8 @@ import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from multiworker import free_ports, tf_config  # noqa: E402  (the tests' cluster helpers)
 
 BATCH, TICK_STEPS, SNAP = 4, 2, 2
 CKPT_POINTS = [f"{p}@{f}" for f in ("ckpt-*.npz", "latest.json")
@@ -105,22 +107,6 @@ def options(data, outdir, ticks, workers, metrics, resume=None):
 # ------------------------------------------------------------------------------------------
 # The parent: launches, kills, resumes, checks.
 # ------------------------------------------------------------------------------------------
-
-def free_ports(n):
-    import socket
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def tf_config(ports, index):
-    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                       "task": {"type": "worker", "index": index}})
-
 
 class Launch:
     """One launch of the run: 1 or 2 processes under ``timeout -s KILL``, output collected."""
