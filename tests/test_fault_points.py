@@ -82,7 +82,7 @@ def test_a_point_fires_on_its_nth_hit_of_a_matching_file(tmp_path):
 
 # ---- checkpoints ----------------------------------------------------------------------------
 
-CKPT_POINTS = [f"{p}@{f}" for f in ("ckpt-*.npz", "latest.json")
+CKPT_POINTS = [f"{p}@{f}" for f in ("ckpt-*.npz", "ckpt-*.json", "latest.json")
                for p in ("atomic.begin", "atomic.mid_write", "atomic.before_rename",
                          "atomic.after_rename")]
 
@@ -91,7 +91,7 @@ CKPT_POINTS = [f"{p}@{f}" for f in ("ckpt-*.npz", "latest.json")
 def test_checkpoint_killed_at_each_write_step(tmp_path, point):
     """Step 2 is saved; a child saving step 4 is killed at ``point``. ``latest.json`` then
     names a checkpoint that loads in full: step 2, or step 4 once its ``latest.json`` is in
-    place. Saving step 4 again (the resumed run) and step 6 work, and pruning keeps two."""
+    place (the ``.npz``, its record ``ckpt-*.json``, then ``latest.json``). Saving step 4 again (the resumed run) and step 6 work, and pruning keeps two."""
     from sg3keras.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
     run = str(tmp_path / "run")
     save_checkpoint(run, Trainer(1.0), {"step": 2, "kimg": 0.008})
@@ -110,7 +110,8 @@ def test_checkpoint_killed_at_each_write_step(tmp_path, point):
     save_checkpoint(run, Trainer(3.0), {"step": 6, "kimg": 0.024})
     assert load_checkpoint(latest_checkpoint(run), t)["step"] == 6 and t.vars[1][1].a == 3.0
     assert sorted(os.path.basename(p) for p in glob.glob(os.path.join(run, "checkpoints", "*"))
-                  ) == ["ckpt-00000004.npz", "ckpt-00000006.npz", "latest.json"]
+                  ) == ["ckpt-00000004.json", "ckpt-00000004.npz", "ckpt-00000006.json",
+                        "ckpt-00000006.npz", "latest.json"]       # each with its SHA-256 record
 
 
 # ---- stats.jsonl and metric-*.jsonl ---------------------------------------------------------
