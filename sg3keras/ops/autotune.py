@@ -122,8 +122,8 @@ def machine():
     model, flags = _cpu()
     tf_version = None
     if backend.backend() == "tensorflow":
-        import tensorflow as tf
-        tf_version = tf.__version__
+        from . import xla  # TensorFlow-only; imported lazily
+        tf_version = xla.tf_version()
     return dict(cpu=model, flags=flags, threads=_threads(), backend=backend.backend(),
                 tensorflow=tf_version, keras=keras.__version__)
 

@@ -68,3 +68,8 @@ def graph_function(fn):
 
 def constant(value, dtype):
     return tf.cast(tf.constant(value), dtype)
+
+
+def tf_version():
+    """The TensorFlow version (part of the autotuner's cache key)."""
+    return tf.__version__
