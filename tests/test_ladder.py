@@ -170,7 +170,7 @@ def test_t_has_flexible_layers_and_r_rotation_equivariant_ones():
     assert np.asarray(radial.down_filter).ndim == 2
 
 
-@pytest.mark.parametrize("letter", "bcdefgh")
+@pytest.mark.parametrize("letter", "bcdefghtr")
 def test_eq_t_of_the_initialised_network_is_measured(letter):
     from sg3keras.metrics.equivariance import compute_equivariance
     G = _G(letter)
@@ -193,8 +193,7 @@ def test_octave_schedule_rejects_a_wrong_layer_count():
 
 
 # ------------------------------------------------------------------------------------------
-# Training: one step and an exact resume per new configuration (A, T and R: test_training.py,
-# test_replay.py).
+# Training: one step and an exact resume per configuration.
 
 def _gan(letter):
     import tensorflow as tf
@@ -217,7 +216,7 @@ def _arrays(gan):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("letter", "bcdefgh")
+@pytest.mark.parametrize("letter", "abcdefghtr")
 def test_each_step_trains_and_resumes_exactly(letter, tmp_path):
     """A step changes G and D; step 2 after a checkpoint and a reload into a new trainer equals
     step 2 of the trainer that never stopped (every variable bit-equal: weights, optimizer
