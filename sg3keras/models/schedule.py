@@ -140,10 +140,12 @@ def _flexible_frequencies(cfg, n, res):
 
 def _octave_frequencies(cfg, n, res):
     """Configs E-H: ``s`` doubles every second layer; ``f_c`` critical or ``s/2 - f_h``."""
-    if res < 8 or n != octave_num_layers(res):
+    if res < 8:
+        raise ValueError(f"layer_schedule 'octave' (configs E-H) needs img_resolution >= 8, "
+                         f"got {res}")
+    if n != octave_num_layers(res):
         raise ValueError(f"layer_schedule 'octave' at img_resolution {res} needs num_layers = "
-                         f"2 log2(R) - 3 = {octave_num_layers(res)} and R >= 8, got "
-                         f"num_layers {n}")
+                         f"2 log2(R) - 3 = {octave_num_layers(res)}, got num_layers {n}")
     if not 0 <= cfg.num_critical <= n:
         raise ValueError(f"num_critical must be in [0, num_layers = {n}], got "
                          f"{cfg.num_critical}")

@@ -116,17 +116,16 @@ class SynthesisNetwork2(ConfigSerialization, keras.layers.Layer):
                 raise ValueError(f"noise: unknown layer(s) {unknown}; expected names from "
                                  f"noise_inputs(): {[n for n, _ in self.noise_inputs()]}")
         x = img = None
-        extra = dict(update_emas=True) if update_emas else {}
         for block, i in zip(self.blocks, self.ws_index):
             mine = None
             if noise:
                 prefix = block.name + "."
                 mine = {k[len(prefix):]: v for k, v in noise.items() if k.startswith(prefix)}
-            if transform is not None and block is self.blocks[0]:
-                extra["transform"] = transform
+            kw = dict(update_emas=True) if update_emas else {}
+            if transform is not None and i == 0:        # the Fourier input (first block)
+                kw["transform"] = transform
             x, img = block(x, img, ws[:, i:i + block.num_conv + block.num_torgb],
-                           noise_mode=noise_mode, noise=mine, **extra)
-            extra.pop("transform", None)
+                           noise_mode=noise_mode, noise=mine, **kw)
         return self._scale(img)
 
     def _scale(self, img):
